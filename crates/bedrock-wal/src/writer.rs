@@ -1,0 +1,346 @@
+//! [`Wal`]: appending records to segments, with group commit.
+//!
+//! # Group commit
+//! Appends are serialized by the `writer` mutex and only `pwrite` into the
+//! current segment. A writer that must wait for durability then takes the
+//! `sync_lock`; if a previous holder already synced past its record it
+//! returns at once, otherwise it becomes the leader and fsyncs everything
+//! written so far, on behalf of every writer queued behind it. While one
+//! fsync runs, the next batch accumulates, so N concurrent writers need
+//! about one fsync per fsync-duration rather than N (the leader/follower
+//! scheme of LevelDB's `DBImpl::Write` and RocksDB's write groups).
+//!
+//! # Invariants
+//! - `synced <= written` (as [`LogPosition`]s).
+//! - A segment is fully synced before the next one is created, so only
+//!   the newest segment can have an unsynced (torn) tail.
+//! - Once poisoned, no write or sync is attempted again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use crate::fs::{File, FileSystem};
+use crate::segment::{list_segments, segment_path};
+use crate::{record, Error, Result, SyncPolicy, WalOptions};
+
+/// A position in the log: segment id and byte offset within it. Positions
+/// order by segment, then offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogPosition {
+    /// Segment id.
+    pub segment: u64,
+    /// Byte offset in the segment.
+    pub offset: u64,
+}
+
+/// Counters of the log's activity since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records appended.
+    pub records: u64,
+    /// Bytes written to segments, headers included.
+    pub bytes_written: u64,
+    /// fsyncs of segment data.
+    pub syncs: u64,
+}
+
+/// A segmented write-ahead log open for appending. Thread-safe: share it
+/// with `Arc`. See the module docs for the group-commit scheme.
+#[derive(Debug)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    flusher: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    opts: WalOptions,
+    writer: Mutex<Writer>,
+    sync_lock: Mutex<()>,
+    synced: Mutex<LogPosition>,
+    poison: Mutex<Option<String>>,
+    stats: Mutex<WalStats>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    segment: u64,
+    file: Arc<dyn File>,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens the log in `dir` for appending, creating the directory if
+    /// needed. Appends always go to a new segment whose id follows the
+    /// largest existing one; call [`crate::replay`] first to read (and
+    /// repair) what is there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] for bad options, [`Error::Io`] if the
+    /// directory or the new segment cannot be created and synced.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, opts: WalOptions) -> Result<Wal> {
+        opts.validate()?;
+        fs.create_dir_all(dir).map_err(|e| Error::io("create_dir_all", dir, e))?;
+        let next = list_segments(&*fs, dir)?.last().map_or(1, |id| id + 1);
+        let file = create_segment(&*fs, dir, next, &opts)?;
+        let writer = Writer { segment: next, file, offset: 0, buf: Vec::new() };
+        let start = LogPosition { segment: next, offset: 0 };
+        let shared = Arc::new(Shared {
+            fs,
+            dir: dir.to_path_buf(),
+            opts,
+            writer: Mutex::new(writer),
+            sync_lock: Mutex::new(()),
+            synced: Mutex::new(start),
+            poison: Mutex::new(None),
+            stats: Mutex::new(WalStats::default()),
+        });
+        let flusher = match shared.opts.sync {
+            SyncPolicy::EveryMs(ms) => Some(spawn_flusher(shared.clone(), Duration::from_millis(ms))),
+            _ => None,
+        };
+        Ok(Wal { shared, flusher })
+    }
+
+    /// Appends one record without waiting for durability; returns the
+    /// position just past it. Pass that position to [`Wal::commit`].
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`], [`Error::Poisoned`] after an earlier
+    /// failure, or [`Error::Io`] (which poisons the log).
+    pub fn append(&self, payload: &[u8]) -> Result<LogPosition> {
+        self.shared.append(payload)
+    }
+
+    /// Waits until everything up to `pos` is durable as the sync policy
+    /// promises: under [`SyncPolicy::Always`] it group-commits an fsync;
+    /// under the other policies it returns at once.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`], or [`Error::Io`] if the fsync fails (which
+    /// poisons the log: the failed fsync is never retried).
+    pub fn commit(&self, pos: LogPosition) -> Result<()> {
+        match self.shared.opts.sync {
+            SyncPolicy::Always => self.shared.sync_to(pos),
+            SyncPolicy::EveryMs(_) | SyncPolicy::Never => self.shared.check_poison(),
+        }
+    }
+
+    /// [`Wal::append`] then [`Wal::commit`].
+    ///
+    /// # Errors
+    /// As for those two.
+    pub fn append_and_commit(&self, payload: &[u8]) -> Result<LogPosition> {
+        let pos = self.append(payload)?;
+        self.commit(pos)?;
+        Ok(pos)
+    }
+
+    /// fsyncs everything appended so far, whatever the sync policy.
+    ///
+    /// # Errors
+    /// As for [`Wal::commit`].
+    pub fn sync(&self) -> Result<()> {
+        let pos = self.position();
+        self.shared.sync_to(pos)
+    }
+
+    /// Closes the current segment and starts a new one; returns the new
+    /// segment's id. Every record appended before the call is in a segment
+    /// with a smaller id, which is how the LSM knows which segments a
+    /// memtable's contents live in.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (poisoning the log) or [`Error::Poisoned`].
+    pub fn roll(&self) -> Result<u64> {
+        let mut w = self.shared.writer.lock();
+        self.shared.roll_locked(&mut w)?;
+        Ok(w.segment)
+    }
+
+    /// Deletes every segment with an id below `segment`, except the one
+    /// being written. Call it once their contents are durable elsewhere.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a file cannot be removed or the directory synced.
+    pub fn purge_before(&self, segment: u64) -> Result<usize> {
+        let current = self.shared.writer.lock().segment;
+        let dir = &self.shared.dir;
+        let mut removed = 0;
+        for id in list_segments(&*self.shared.fs, dir)? {
+            if id < segment && id != current {
+                let path = segment_path(dir, id);
+                self.shared.fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.shared.fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// The position just past the last appended record.
+    pub fn position(&self) -> LogPosition {
+        let w = self.shared.writer.lock();
+        LogPosition { segment: w.segment, offset: w.offset }
+    }
+
+    /// Ids of the segment files currently in the log directory, ascending.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be listed.
+    pub fn segments(&self) -> Result<Vec<u64>> {
+        list_segments(&*self.shared.fs, &self.shared.dir)
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        *self.shared.stats.lock()
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &WalOptions {
+        &self.shared.opts
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.flusher.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        if self.shared.opts.sync != SyncPolicy::Never && self.shared.check_poison().is_ok() {
+            if let Err(e) = self.sync() {
+                tracing::error!(error = %e, "WAL: final sync on close failed");
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn check_poison(&self) -> Result<()> {
+        match &*self.poison.lock() {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, err: Error) -> Error {
+        tracing::error!(error = %err, "WAL: poisoned; refusing further writes");
+        self.poison.lock().get_or_insert_with(|| err.to_string());
+        err
+    }
+
+    fn append(&self, payload: &[u8]) -> Result<LogPosition> {
+        if payload.len() > self.opts.max_record_bytes {
+            return Err(Error::RecordTooLarge { len: payload.len(), max: self.opts.max_record_bytes });
+        }
+        let mut w = self.writer.lock();
+        self.check_poison()?;
+        let framed_len = (record::HEADER_LEN + payload.len()) as u64;
+        if w.offset > 0 && w.offset + framed_len > self.opts.segment_size_bytes {
+            self.roll_locked(&mut w)?;
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        record::encode(payload, &mut buf);
+        let res = w.file.write_at(&buf, w.offset);
+        w.buf = buf;
+        if let Err(e) = res {
+            return Err(self.poison(Error::io("write", segment_path(&self.dir, w.segment), e)));
+        }
+        w.offset += framed_len;
+        let mut stats = self.stats.lock();
+        stats.records += 1;
+        stats.bytes_written += framed_len;
+        Ok(LogPosition { segment: w.segment, offset: w.offset })
+    }
+
+    /// Group commit: see the module docs.
+    fn sync_to(&self, pos: LogPosition) -> Result<()> {
+        let _leader = self.sync_lock.lock();
+        self.check_poison()?;
+        if *self.synced.lock() >= pos {
+            return Ok(());
+        }
+        let (file, target) = {
+            let w = self.writer.lock();
+            (w.file.clone(), LogPosition { segment: w.segment, offset: w.offset })
+        };
+        if let Err(e) = file.sync_data() {
+            return Err(self.poison(Error::io("sync_data", segment_path(&self.dir, target.segment), e)));
+        }
+        self.stats.lock().syncs += 1;
+        let mut synced = self.synced.lock();
+        *synced = (*synced).max(target);
+        Ok(())
+    }
+
+    fn roll_locked(&self, w: &mut Writer) -> Result<()> {
+        self.check_poison()?;
+        let old_path = segment_path(&self.dir, w.segment);
+        // Cut the zero fill so a closed segment's length is its content, and
+        // sync it fully: only the newest segment may ever have a torn tail.
+        let sealed = w.file.set_len(w.offset).and_then(|()| w.file.sync_data());
+        if let Err(e) = sealed {
+            return Err(self.poison(Error::io("sync_data", old_path, e)));
+        }
+        {
+            let mut synced = self.synced.lock();
+            *synced = (*synced).max(LogPosition { segment: w.segment, offset: w.offset });
+        }
+        let next = w.segment + 1;
+        let file = create_segment(&*self.fs, &self.dir, next, &self.opts).map_err(|e| self.poison(e))?;
+        w.segment = next;
+        w.file = file;
+        w.offset = 0;
+        Ok(())
+    }
+}
+
+fn create_segment(fs: &dyn FileSystem, dir: &Path, id: u64, opts: &WalOptions) -> Result<Arc<dyn File>> {
+    let path = segment_path(dir, id);
+    let file = fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+    if opts.preallocate {
+        file.allocate(opts.segment_size_bytes).map_err(|e| Error::io("fallocate", &path, e))?;
+        file.sync_data().map_err(|e| Error::io("sync_data", &path, e))?;
+    }
+    fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
+    Ok(Arc::from(file))
+}
+
+fn spawn_flusher(shared: Arc<Shared>, every: Duration) -> (Sender<()>, JoinHandle<()>) {
+    let (tx, rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(0);
+    let handle = std::thread::Builder::new()
+        .name("bedrock-wal-sync".into())
+        .spawn(move || loop {
+            match rx.recv_timeout(every) {
+                Err(RecvTimeoutError::Timeout) => {
+                    let pos = {
+                        let w = shared.writer.lock();
+                        LogPosition { segment: w.segment, offset: w.offset }
+                    };
+                    if shared.check_poison().is_err() {
+                        return;
+                    }
+                    if let Err(e) = shared.sync_to(pos) {
+                        tracing::error!(error = %e, "WAL: periodic sync failed");
+                        return;
+                    }
+                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        })
+        .unwrap_or_else(|e| panic!("cannot spawn the WAL sync thread: {e}"));
+    (tx, handle)
+}
