@@ -1,1 +1,58 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` from anywhere in the
+//! workspace:
+//!
+//! - `layering`: checks that Bedrock crates depend only downward
+//!   (wal ← sstable ← lsm ← txn ← raft ← server).
+//! - `tidy`: checks that every Rust module opens with a `//!` doc.
+//! - `ci`: layering, tidy, then the README's test command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+mod layering;
+mod tidy;
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("layering") => layering::check(&metadata()?),
+        Some("tidy") => tidy::check(&root),
+        Some("ci") => {
+            layering::check(&metadata()?)?;
+            tidy::check(&root)?;
+            run("cargo", &["test", "--workspace"])
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <layering | tidy | ci>");
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn metadata() -> Result<serde_json::Value> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new(cmd).args(args).status().with_context(|| format!("running {cmd}"))?;
+    if !status.success() {
+        bail!("{cmd} {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}

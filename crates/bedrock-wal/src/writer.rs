@@ -202,6 +202,11 @@ impl Wal {
         list_segments(&*self.shared.fs, &self.shared.dir)
     }
 
+    /// True once a write or fsync has failed; see [`Error::Poisoned`].
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poison.lock().is_some()
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
         *self.shared.stats.lock()

@@ -1,0 +1,262 @@
+//! Leveled compaction: picking by score like RocksDB, merging inputs into
+//! the next level, and dropping versions no reader can see.
+//!
+//! Score of L0 = file count / `l0_compaction_trigger`; score of level n >= 1
+//! = bytes / target(n), where target(1) = `max_bytes_for_level_base` and
+//! each level is `level_size_multiplier` times the one above. The level
+//! with the highest score >= 1 is compacted: all of L0 (its files overlap)
+//! or one file of level n chosen round-robin, together with the
+//! overlapping files of the next level.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bedrock_sstable::{decode_internal_key, Table, TableBuilder, ValueKind};
+
+use crate::db::{table_name, Core, Inner};
+use crate::iter::{InternalIterator, LevelIterator, MergingIterator};
+use crate::stats::Counters;
+use crate::version::{FileMeta, VersionEdit};
+use crate::{Error, Options, Result};
+
+/// A chosen compaction.
+#[derive(Debug)]
+pub(crate) struct Compaction {
+    pub(crate) level: usize,
+    pub(crate) inputs: Vec<Arc<FileMeta>>,
+    pub(crate) next_inputs: Vec<Arc<FileMeta>>,
+    /// No level below the output holds any key of the compaction's range,
+    /// so tombstones can be dropped.
+    pub(crate) bottommost: bool,
+}
+
+/// Decides, for entries in internal-key order, which versions to keep.
+///
+/// Snapshots split sequence-number space into stripes: stripe(s) is the
+/// index of the oldest snapshot that can see s (or "latest" if none can).
+/// Within one stripe only the newest version of a key is visible to
+/// anyone, so older ones are dropped. A tombstone in the oldest stripe of
+/// a bottommost compaction hides nothing any reader needs and is dropped
+/// too. (RocksDB's `CompactionIterator` works the same way.)
+pub(crate) struct VersionFilter<'a> {
+    snapshots: &'a [u64],
+    bottommost: bool,
+    /// Versions newer than this are all kept: a snapshot taken after the
+    /// job started reads at a sequence number >= `floor` that the job does
+    /// not know. `floor` itself must be in `snapshots`.
+    floor: u64,
+    last_key: Option<Vec<u8>>,
+    last_stripe: usize,
+}
+
+impl<'a> VersionFilter<'a> {
+    pub(crate) fn new(snapshots: &'a [u64], bottommost: bool, floor: u64) -> Self {
+        VersionFilter { snapshots, bottommost, floor, last_key: None, last_stripe: 0 }
+    }
+
+    /// Returns true if the entry must be written out.
+    pub(crate) fn keep(&mut self, user_key: &[u8], seq: u64, is_tombstone: bool) -> bool {
+        let stripe = self.snapshots.partition_point(|&s| s < seq);
+        if seq > self.floor {
+            self.last_key = Some(user_key.to_vec());
+            self.last_stripe = usize::MAX;
+            return true;
+        }
+        let same_key = self.last_key.as_deref() == Some(user_key);
+        if !same_key {
+            self.last_key = Some(user_key.to_vec());
+        } else if stripe == self.last_stripe {
+            return false;
+        }
+        self.last_stripe = stripe;
+        !(is_tombstone && self.bottommost && stripe == 0)
+    }
+}
+
+/// Picks the most urgent compaction, if any level's score is >= 1.
+pub(crate) fn pick(opts: &Options, core: &Core) -> Option<Compaction> {
+    let v = &core.version;
+    let last = v.levels.len().checked_sub(1)?;
+    let mut best: Option<(f64, usize)> = None;
+    for level in 0..last {
+        let score = if level == 0 {
+            v.levels.first().map_or(0, Vec::len) as f64 / opts.l0_compaction_trigger as f64
+        } else {
+            v.level_bytes(level) as f64 / opts.level_target_bytes(level) as f64
+        };
+        if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, level));
+        }
+    }
+    let (_, level) = best?;
+    let inputs: Vec<Arc<FileMeta>> = if level == 0 {
+        v.levels.first()?.clone()
+    } else {
+        let files = v.levels.get(level)?;
+        let pointer = core.compact_pointer.get(level).map_or(&[][..], Vec::as_slice);
+        let chosen = files.iter().find(|f| f.largest_user_key() > pointer).or(files.first())?;
+        vec![chosen.clone()]
+    };
+    let (lo, hi) = key_range(&inputs)?;
+    let next_inputs = v.overlapping(level + 1, &lo, &hi);
+    let (lo, hi) = key_range(inputs.iter().chain(&next_inputs))?;
+    let bottommost = (level + 2..v.levels.len()).all(|l| v.overlapping(l, &lo, &hi).is_empty());
+    Some(Compaction { level, inputs, next_inputs, bottommost })
+}
+
+fn key_range<'a>(files: impl IntoIterator<Item = &'a Arc<FileMeta>>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut range: Option<(&[u8], &[u8])> = None;
+    for f in files {
+        let (lo, hi) = (f.smallest_user_key(), f.largest_user_key());
+        range = Some(match range {
+            None => (lo, hi),
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+        });
+    }
+    range.map(|(a, b)| (a.to_vec(), b.to_vec()))
+}
+
+/// Runs `c`: merges its inputs into new files of the next level, logs the
+/// edit, installs the new version and deletes the inputs.
+pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
+    let output_level = c.level + 1;
+    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+    for f in c.inputs.iter().rev() {
+        children.push(Box::new(Table::iter(&f.table)));
+    }
+    children.push(Box::new(LevelIterator::new(c.next_inputs.clone())));
+    let mut merged = MergingIterator::new(children);
+    merged.seek_to_first();
+
+    let (snapshots, floor) = inner.snapshots.sorted_with_floor(&inner.visible_seq);
+    let outputs = write_outputs(inner, &mut merged, &snapshots, c.bottommost, floor)?;
+    merged.status()?;
+
+    let mut edit = VersionEdit {
+        next_file_number: Some(inner.next_file.load(Ordering::Relaxed)),
+        ..VersionEdit::default()
+    };
+    edit.deleted.extend(c.inputs.iter().map(|f| (c.level, f.number)));
+    edit.deleted.extend(c.next_inputs.iter().map(|f| (output_level, f.number)));
+    edit.added.extend(outputs.iter().map(|f| (output_level, f.new_file())));
+    let read: u64 = c.inputs.iter().chain(&c.next_inputs).map(|f| f.size).sum();
+    let written: u64 = outputs.iter().map(|f| f.size).sum();
+    {
+        let mut core = inner.core.lock();
+        crate::background::log_and_apply(inner, &mut core, &edit, &outputs)?;
+        if let (Some(last), Some(p)) = (c.inputs.last(), core.compact_pointer.get_mut(c.level)) {
+            *p = last.largest_user_key().to_vec();
+        }
+        inner.publish(&core);
+    }
+    for f in c.inputs.iter().chain(&c.next_inputs) {
+        // Readers still holding the old version keep the file mapped; on
+        // Unix the unlinked inode stays readable until they let go.
+        let path = inner.dir.join(table_name(f.number));
+        if let Err(e) = inner.fs.remove(&path) {
+            tracing::warn!(file = %path.display(), error = %e, "could not remove compacted SSTable");
+        }
+    }
+    Counters::add(&inner.counters.compaction_bytes_read, read);
+    Counters::add(&inner.counters.compaction_bytes_written, written);
+    Counters::add(&inner.counters.compactions, 1);
+    tracing::debug!(level = c.level, inputs = c.inputs.len() + c.next_inputs.len(), outputs = outputs.len(), read, written, "compaction done");
+    Ok(())
+}
+
+/// Writes the filtered merge into files of about `target_file_size_bytes`,
+/// cut only between user keys (so a key's versions never straddle files).
+fn write_outputs(
+    inner: &Inner,
+    merged: &mut MergingIterator,
+    snapshots: &[u64],
+    bottommost: bool,
+    floor: u64,
+) -> Result<Vec<Arc<FileMeta>>> {
+    let mut filter = VersionFilter::new(snapshots, bottommost, floor);
+    let mut outputs = Vec::new();
+    let mut current: Option<(u64, TableBuilder)> = None;
+    let mut last_user_key: Vec<u8> = Vec::new();
+    let result = (|| {
+        while merged.valid() {
+            let Some((user_key, seq, kind)) = decode_internal_key(merged.key()) else {
+                return Err(Error::Corruption { path: inner.dir.clone(), offset: 0, reason: "malformed key in compaction input".into() });
+            };
+            let new_key = user_key != last_user_key.as_slice();
+            if new_key {
+                if let Some((_, b)) = &current {
+                    if b.estimated_size() >= inner.opts.target_file_size_bytes {
+                        if let Some((number, builder)) = current.take() {
+                            outputs.push(finish_output(inner, number, builder)?);
+                        }
+                    }
+                }
+                last_user_key.clear();
+                last_user_key.extend_from_slice(user_key);
+            }
+            if filter.keep(user_key, seq, kind == ValueKind::Delete) {
+                if current.is_none() {
+                    let number = inner.next_file.fetch_add(1, Ordering::Relaxed);
+                    let path = inner.dir.join(table_name(number));
+                    let file = inner.fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+                    current = Some((number, TableBuilder::new(file, path, inner.opts.table.clone())));
+                }
+                if let Some((_, b)) = &mut current {
+                    b.add(merged.key(), merged.value())?;
+                }
+            }
+            merged.next();
+        }
+        if let Some((number, builder)) = current.take() {
+            outputs.push(finish_output(inner, number, builder)?);
+        }
+        inner.fs.sync_dir(&inner.dir).map_err(|e| Error::io("sync_dir", &inner.dir, e))
+    })();
+    if let Err(e) = result {
+        for f in &outputs {
+            let _ = inner.fs.remove(&inner.dir.join(table_name(f.number)));
+        }
+        return Err(e);
+    }
+    Ok(outputs)
+}
+
+fn finish_output(inner: &Inner, number: u64, builder: TableBuilder) -> Result<Arc<FileMeta>> {
+    let summary = builder.finish()?;
+    Inner::open_table(&*inner.fs, &inner.dir, number, summary.smallest, summary.largest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VersionFilter;
+
+    #[test]
+    fn keeps_only_newest_per_stripe() {
+        // Snapshots at 10 and 20; versions of one key at 25, 22, 15, 12, 5.
+        let snaps = [10, 20];
+        let mut f = VersionFilter::new(&snaps, false, u64::MAX);
+        let kept: Vec<u64> = [25, 22, 15, 12, 5].into_iter().filter(|&s| f.keep(b"k", s, false)).collect();
+        assert_eq!(kept, vec![25, 15, 5]);
+    }
+
+    #[test]
+    fn bottommost_tombstone_dropped_only_when_no_snapshot_needs_it() {
+        let mut f = VersionFilter::new(&[], true, u64::MAX);
+        assert!(!f.keep(b"k", 9, true), "tombstone with no snapshots is dropped");
+        assert!(!f.keep(b"k", 3, false), "and so is what it hides");
+        let snaps = [5];
+        let mut f = VersionFilter::new(&snaps, true, u64::MAX);
+        assert!(f.keep(b"k", 9, true), "a snapshot at 5 still sees the put at 3, so the tombstone stays");
+        assert!(f.keep(b"k", 3, false));
+        let mut f = VersionFilter::new(&snaps, false, u64::MAX);
+        assert!(f.keep(b"j", 2, true), "not bottommost: tombstones stay");
+    }
+
+    #[test]
+    fn versions_above_the_floor_are_all_kept() {
+        let snaps = [10];
+        let mut f = VersionFilter::new(&snaps, true, 10);
+        let kept: Vec<u64> = [14, 12, 9, 7].into_iter().filter(|&s| f.keep(b"k", s, false)).collect();
+        assert_eq!(kept, vec![14, 12, 9]);
+    }
+}

@@ -1,0 +1,166 @@
+//! Opening a database: lock, manifest, SSTables, WAL replay, fresh
+//! manifest, orphan cleanup.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use bedrock_wal::{FileSystem, Wal};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::batch::WriteBatch;
+use crate::db::{parse_table_name, Core, Db, Inner, SuperVersion, LOCK_FILE, WAL_DIR};
+use crate::manifest::{self, Manifest, ManifestState, CURRENT};
+use crate::memtable::Memtable;
+use crate::stats::Counters;
+use crate::version::{Version, VersionEdit};
+use crate::{Error, Options, Result};
+
+pub(crate) fn open(opts: Options) -> Result<Db> {
+    opts.validate()?;
+    let fs = opts.fs.clone();
+    let dir = opts.dir.clone();
+    if !opts.create_if_missing && !fs.exists(&dir.join(CURRENT)) {
+        return Err(Error::io("open", &dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no database here")));
+    }
+    fs.create_dir_all(&dir).map_err(|e| Error::io("create_dir_all", &dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = fs.lock(&lock_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::Locked { path: lock_path.clone() },
+        _ => Error::io("lock", &lock_path, e),
+    })?;
+
+    let state = manifest::load(&*fs, &dir, opts.num_levels)?.unwrap_or(ManifestState {
+        number: 0,
+        log_number: 0,
+        next_file_number: 1,
+        last_sequence: 0,
+        files: Default::default(),
+    });
+    let mut version = Version::new(opts.num_levels);
+    let mut opened = Vec::new();
+    let mut snapshot_edit = VersionEdit::default();
+    for (number, (level, file)) in &state.files {
+        opened.push(Inner::open_table(&*fs, &dir, *number, file.smallest.clone(), file.largest.clone())?);
+        snapshot_edit.added.push((*level, file.clone()));
+    }
+    version = version.apply(&snapshot_edit, &opened);
+    version.check_invariants().map_err(|reason| Error::Corruption {
+        path: dir.join(manifest::manifest_name(state.number)),
+        offset: 0,
+        reason,
+    })?;
+
+    let wal_dir = dir.join(WAL_DIR);
+    let (mem, max_seq) = replay_wal(&*fs, &wal_dir, &opts, &state)?;
+    let wal = Wal::open(fs.clone(), &wal_dir, opts.wal.clone())?;
+    let log_number = wal.position().segment;
+    let next_file = AtomicU64::new(state.next_file_number.max(1));
+
+    // Flush what the WAL replay recovered, so the old segments can go.
+    let mut last_flushed = state.last_sequence;
+    if !mem.is_empty() {
+        let mem = Arc::new(mem);
+        let number = next_file.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(meta) = crate::background::write_l0_table(&fs, &dir, &opts, &mem, number, &[], u64::MAX)? {
+            let edit = VersionEdit { added: vec![(0, meta.new_file())], ..VersionEdit::default() };
+            version = version.apply(&edit, std::slice::from_ref(&meta));
+            snapshot_edit.added.push((0, meta.new_file()));
+        }
+        last_flushed = max_seq;
+    }
+
+    let manifest_number = next_file.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    snapshot_edit.log_number = Some(log_number);
+    snapshot_edit.last_sequence = Some(last_flushed);
+    snapshot_edit.next_file_number = Some(manifest_number + 1);
+    let manifest = Manifest::create(&*fs, &dir, manifest_number, &snapshot_edit)?;
+    let live: HashSet<u64> = version.all_files().map(|(_, f)| f.number).collect();
+    remove_obsolete(&*fs, &dir, &live, manifest_number)?;
+    wal.purge_before(log_number)?;
+
+    let mem = Arc::new(Memtable::new(log_number));
+    let version = Arc::new(version);
+    let core = Core {
+        mem: mem.clone(),
+        imms: VecDeque::new(),
+        version: version.clone(),
+        manifest,
+        last_flushed_seq: last_flushed,
+        log_number,
+        compact_pointer: vec![Vec::new(); opts.num_levels],
+        bg_error: None,
+        shutdown: false,
+    };
+    let sv = SuperVersion { mem, imms: Vec::new(), version };
+    let inner = Arc::new(Inner {
+        opts,
+        fs,
+        dir,
+        wal,
+        write_lock: Mutex::new(()),
+        core: Mutex::new(core),
+        core_cv: Condvar::new(),
+        super_version: RwLock::new(Arc::new(sv)),
+        last_seq: AtomicU64::new(max_seq),
+        visible_seq: AtomicU64::new(max_seq),
+        next_file,
+        snapshots: Default::default(),
+        counters: Counters::default(),
+        _lock: lock,
+    });
+    let background = crate::background::spawn(inner.clone())?;
+    tracing::info!(dir = %inner.dir.display(), last_sequence = max_seq, "database open");
+    Ok(Db { inner, background: Some(background) })
+}
+
+/// Replays WAL segments from the manifest's log number into a memtable,
+/// skipping batches already in SSTables; returns it and the largest
+/// sequence number seen.
+fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &ManifestState) -> Result<(Memtable, u64)> {
+    let mem = Memtable::new(state.log_number);
+    let mut max_seq = state.last_sequence;
+    let report = bedrock_wal::replay(fs, wal_dir, &opts.wal, state.log_number, |pos, payload| {
+        let Some((seq, batch)) = WriteBatch::decode(payload) else {
+            return Err(Error::Corruption {
+                path: bedrock_wal::segment_path(wal_dir, pos.segment),
+                offset: pos.offset,
+                reason: "WAL record (ending at this offset) is not a valid write batch".into(),
+            });
+        };
+        if seq > state.last_sequence {
+            mem.apply(&batch, seq);
+        }
+        max_seq = max_seq.max(seq);
+        Ok(())
+    })?;
+    if report.records > 0 || report.truncated.is_some() {
+        tracing::info!(records = report.records, segments = ?report.segments, truncated = ?report.truncated, "WAL replayed");
+    }
+    Ok((mem, max_seq))
+}
+
+/// Deletes SSTables not in the version (left by a crash mid-flush or
+/// mid-compaction), old manifests and temporary files.
+fn remove_obsolete(fs: &dyn FileSystem, dir: &Path, live: &HashSet<u64>, manifest_number: u64) -> Result<()> {
+    let names = fs.read_dir(dir).map_err(|e| Error::io("read_dir", dir, e))?;
+    let current_manifest = manifest::manifest_name(manifest_number);
+    let mut removed = 0;
+    for name in names {
+        let orphan = match parse_table_name(&name) {
+            Some(number) => !live.contains(&number),
+            None => (name.starts_with("MANIFEST-") && name != current_manifest) || name.ends_with(".tmp"),
+        };
+        if orphan {
+            let path = dir.join(&name);
+            tracing::info!(file = %path.display(), "removing obsolete file");
+            fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
+    }
+    Ok(())
+}

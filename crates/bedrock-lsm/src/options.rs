@@ -1,0 +1,176 @@
+//! Engine options, each with its default and unit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bedrock_sstable::TableOptions;
+use bedrock_wal::{FileSystem, RealFs, WalOptions};
+
+use crate::{Error, Result};
+
+/// Options of an LSM database. Build with struct-update syntax from
+/// [`Options::default`] or [`Options::with_dir`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The data directory. Default: `bedrock-data` (relative to the working
+    /// directory).
+    pub dir: PathBuf,
+    /// The file system all files go through. Default: [`RealFs`].
+    pub fs: Arc<dyn FileSystem>,
+    /// Create the directory and an empty database if missing. Default: true.
+    pub create_if_missing: bool,
+    /// Write-ahead log options (sync policy, segment size, recovery mode).
+    /// Default: [`WalOptions::default`] (fsync before acknowledging).
+    pub wal: WalOptions,
+    /// Largest key in bytes. Default: 8 KiB (TiKV's `max-key-size`).
+    /// Minimum: 1.
+    pub max_key_bytes: usize,
+    /// Largest value in bytes. Default: 8 MiB. Minimum: 0.
+    pub max_value_bytes: usize,
+    /// Largest encoded write batch (one transaction) in bytes. Default:
+    /// 32 MiB. Must not exceed `wal.max_record_bytes`.
+    pub max_batch_bytes: usize,
+    /// The active memtable becomes immutable and is flushed to an SSTable
+    /// once its approximate size passes this. Default: 64 MiB.
+    /// Minimum: 4 KiB.
+    pub memtable_size_bytes: usize,
+    /// Immutable memtables waiting for flush; a write that would create one
+    /// more stalls until a flush finishes. Default: 2. Minimum: 1.
+    pub max_immutable_memtables: usize,
+    /// Level-0 file count that triggers an L0→L1 compaction. Default: 4.
+    /// Minimum: 1.
+    pub l0_compaction_trigger: usize,
+    /// Level-0 file count at which each write is delayed by 1 ms.
+    /// Default: 8. Must be at least `l0_compaction_trigger`.
+    pub l0_slowdown_trigger: usize,
+    /// Level-0 file count at which writes stop until compaction catches up.
+    /// Default: 12. Must be greater than `l0_slowdown_trigger`.
+    pub l0_stop_trigger: usize,
+    /// Target size of level 1 in bytes; level n+1 targets `level_size_multiplier`
+    /// times level n. Default: 256 MiB. Minimum: 1 MiB.
+    pub max_bytes_for_level_base: u64,
+    /// Growth factor between level targets. Default: 10. Minimum: 2.
+    pub level_size_multiplier: u64,
+    /// Number of levels, L0 included. Default: 7. Range: 2..=16.
+    pub num_levels: usize,
+    /// Compaction output files are cut at this size in bytes.
+    /// Default: 64 MiB. Minimum: 64 KiB.
+    pub target_file_size_bytes: u64,
+    /// SSTable layout (block size, restart interval, bloom bits per key).
+    /// Default: [`TableOptions::default`] (4 KiB blocks, 10 bloom bits per key).
+    pub table: TableOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dir: PathBuf::from("bedrock-data"),
+            fs: RealFs::shared(),
+            create_if_missing: true,
+            wal: WalOptions::default(),
+            max_key_bytes: 8 << 10,
+            max_value_bytes: 8 << 20,
+            max_batch_bytes: 32 << 20,
+            memtable_size_bytes: 64 << 20,
+            max_immutable_memtables: 2,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 8,
+            l0_stop_trigger: 12,
+            max_bytes_for_level_base: 256 << 20,
+            level_size_multiplier: 10,
+            num_levels: 7,
+            target_file_size_bytes: 64 << 20,
+            table: TableOptions::default(),
+        }
+    }
+}
+
+impl Options {
+    /// Default options with the data directory set to `dir`.
+    pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
+        Options { dir: dir.into(), ..Options::default() }
+    }
+
+    /// Checks every option against its documented range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] naming the first offending option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: &str| Err(Error::InvalidOptions(msg.to_string()));
+        self.wal.validate()?;
+        self.table.validate()?;
+        if self.max_key_bytes == 0 {
+            return bad("max_key_bytes must be at least 1");
+        }
+        if self.max_batch_bytes > self.wal.max_record_bytes {
+            return bad("max_batch_bytes must not exceed wal.max_record_bytes");
+        }
+        if self.memtable_size_bytes < 4096 {
+            return bad("memtable_size_bytes must be at least 4096");
+        }
+        if self.max_immutable_memtables == 0 {
+            return bad("max_immutable_memtables must be at least 1");
+        }
+        if self.l0_compaction_trigger == 0
+            || self.l0_slowdown_trigger < self.l0_compaction_trigger
+            || self.l0_stop_trigger <= self.l0_slowdown_trigger
+        {
+            return bad("need 1 <= l0_compaction_trigger <= l0_slowdown_trigger < l0_stop_trigger");
+        }
+        if self.max_bytes_for_level_base < (1 << 20) {
+            return bad("max_bytes_for_level_base must be at least 1 MiB");
+        }
+        if self.level_size_multiplier < 2 {
+            return bad("level_size_multiplier must be at least 2");
+        }
+        if !(2..=16).contains(&self.num_levels) {
+            return bad("num_levels must be in 2..=16");
+        }
+        if self.target_file_size_bytes < (64 << 10) {
+            return bad("target_file_size_bytes must be at least 64 KiB");
+        }
+        Ok(())
+    }
+
+    /// Target size in bytes of `level` (1-based levels; level 0 is
+    /// governed by file count instead).
+    pub fn level_target_bytes(&self, level: usize) -> u64 {
+        let mut target = self.max_bytes_for_level_base;
+        for _ in 1..level {
+            target = target.saturating_mul(self.level_size_multiplier);
+        }
+        target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults() {
+        let o = Options::default();
+        assert_eq!(o.dir, PathBuf::from("bedrock-data"));
+        assert!(o.create_if_missing);
+        assert_eq!(o.max_key_bytes, 8 * 1024);
+        assert_eq!(o.max_value_bytes, 8 * 1024 * 1024);
+        assert_eq!(o.max_batch_bytes, 32 * 1024 * 1024);
+        assert_eq!(o.memtable_size_bytes, 64 * 1024 * 1024);
+        assert_eq!(o.max_immutable_memtables, 2);
+        assert_eq!((o.l0_compaction_trigger, o.l0_slowdown_trigger, o.l0_stop_trigger), (4, 8, 12));
+        assert_eq!(o.max_bytes_for_level_base, 256 * 1024 * 1024);
+        assert_eq!(o.level_size_multiplier, 10);
+        assert_eq!(o.num_levels, 7);
+        assert_eq!(o.target_file_size_bytes, 64 * 1024 * 1024);
+        o.validate().unwrap();
+        assert_eq!(o.level_target_bytes(2), 2560 * 1024 * 1024);
+    }
+
+    #[test]
+    fn validate_rejects_bad_triggers() {
+        let o = Options { l0_stop_trigger: 8, ..Options::default() };
+        assert!(matches!(o.validate(), Err(Error::InvalidOptions(_))));
+        let o = Options { max_batch_bytes: usize::MAX, ..Options::default() };
+        assert!(o.validate().is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! End-to-end behaviour of the engine on the real file system and on
+//! `FaultFs`: reads and writes, flushes, compaction, reopen, limits, locks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bedrock_lsm::{Db, Error, Options, WriteBatch};
+use bedrock_wal::{FaultFs, FileSystem};
+
+fn small(dir: &Path) -> Options {
+    Options {
+        memtable_size_bytes: 64 << 10,
+        target_file_size_bytes: 64 << 10,
+        max_bytes_for_level_base: 1 << 20,
+        ..Options::with_dir(dir)
+    }
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{i:08}").into_bytes()
+}
+
+fn value(i: u32, round: u32) -> Vec<u8> {
+    format!("value-{i}-{round}-{}", "x".repeat((i % 50) as usize)).into_bytes()
+}
+
+fn count_files(dir: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(suffix)).count()
+}
+
+#[test]
+fn put_get_delete_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(Options::with_dir(dir.path())).unwrap();
+    let s1 = db.put(b"b", b"2").unwrap();
+    let s2 = db.put(b"a", b"1").unwrap();
+    assert!(s2 > s1, "sequence numbers increase");
+    db.put(b"c", b"3").unwrap();
+    db.delete(b"b").unwrap();
+    assert_eq!(db.get(b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"b").unwrap(), None);
+    assert_eq!(db.get(b"zz").unwrap(), None);
+    let all = db.scan(b"", None, 0).unwrap();
+    assert_eq!(all, vec![(b"a".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
+    assert_eq!(db.scan(b"b", Some(b"c"), 0).unwrap(), vec![]);
+    assert_eq!(db.scan(b"", None, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn three_memtables_of_writes_make_sstables_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small(dir.path());
+    let n = 3_000u32; // ~3.5x the 64 KiB memtable limit with these sizes
+    {
+        let db = Db::open(opts.clone()).unwrap();
+        for i in 0..n {
+            db.put(&key(i), &value(i, 0)).unwrap();
+        }
+        db.flush().unwrap();
+        let stats = db.stats();
+        assert!(stats.flushes >= 3, "expected several flushes, got {stats:?}");
+        assert!(count_files(dir.path(), ".sst") >= 1);
+        // Flushed segments are deleted: the WAL holds at most the segments
+        // of unflushed memtables plus the current one.
+        let wal_files = count_files(&dir.path().join("wal"), ".wal");
+        assert!(wal_files <= 2, "WAL directory not bounded: {wal_files} segments");
+        assert_eq!(db.verify().unwrap() as u32 >= n, true);
+    }
+    let db = Db::open(opts).unwrap();
+    for i in 0..n {
+        assert_eq!(db.get(&key(i)).unwrap(), Some(value(i, 0)), "key {i}");
+    }
+    assert_eq!(db.scan(b"", None, 0).unwrap().len(), n as usize);
+}
+
+#[test]
+fn overwrites_and_deletes_compact_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(small(dir.path())).unwrap();
+    for round in 0..8 {
+        for i in 0..1_000u32 {
+            if round == 7 && i % 2 == 0 {
+                db.delete(&key(i)).unwrap();
+            } else {
+                db.put(&key(i), &value(i, round)).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    // Let the background thread finish compacting L0.
+    for _ in 0..200 {
+        if db.stats().levels[0].files < 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stats = db.stats();
+    assert!(stats.compactions >= 1, "{stats:?}");
+    for i in 0..1_000u32 {
+        let expect = if i % 2 == 0 { None } else { Some(value(i, 7)) };
+        assert_eq!(db.get(&key(i)).unwrap(), expect, "key {i}");
+    }
+    assert_eq!(db.scan(b"", None, 0).unwrap().len(), 500);
+    db.verify().unwrap();
+}
+
+#[test]
+fn snapshot_reads_are_repeatable_across_flush_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(small(dir.path())).unwrap();
+    for i in 0..500u32 {
+        db.put(&key(i), &value(i, 0)).unwrap();
+    }
+    let snap = db.snapshot();
+    for round in 1..6 {
+        for i in 0..500u32 {
+            db.put(&key(i), &value(i, round)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for i in 0..500u32 {
+        assert_eq!(db.get_at(&key(i), &snap).unwrap(), Some(value(i, 0)));
+        assert_eq!(db.get(&key(i)).unwrap(), Some(value(i, 5)));
+    }
+    let at_snap: Vec<_> = db.iter_at(b"", None, &snap).collect::<Result<_, _>>().unwrap();
+    assert_eq!(at_snap.len(), 500);
+    assert!(at_snap.iter().enumerate().all(|(i, (_, v))| *v == value(i as u32, 0)));
+}
+
+#[test]
+fn bad_input_is_rejected_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(Options { max_key_bytes: 16, max_value_bytes: 32, ..Options::with_dir(dir.path()) }).unwrap();
+    assert!(matches!(db.put(b"", b"v"), Err(Error::EmptyKey)));
+    assert!(matches!(db.put(&[b'k'; 17], b"v"), Err(Error::KeyTooLarge { len: 17, max: 16 })));
+    assert!(matches!(db.put(b"k", &[0; 33]), Err(Error::ValueTooLarge { len: 33, max: 32 })));
+    let mut batch = WriteBatch::new();
+    batch.put(b"good", b"v");
+    batch.put(b"", b"v");
+    assert!(db.write(batch).is_err());
+    assert_eq!(db.get(b"good").unwrap(), None, "a rejected batch writes nothing");
+    assert_eq!(db.last_sequence(), 0);
+}
+
+#[test]
+fn second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _db = Db::open(Options::with_dir(dir.path())).unwrap();
+    match Db::open(Options::with_dir(dir.path())) {
+        Err(Error::Locked { path }) => assert!(path.ends_with("LOCK")),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn wal_replay_restores_unflushed_writes_after_drop() {
+    let fs = Arc::new(FaultFs::new());
+    let opts = Options { fs: fs.clone(), ..Options::with_dir("db") };
+    {
+        let db = Db::open(opts.clone()).unwrap();
+        let mut b = WriteBatch::new();
+        b.put(b"x", b"1");
+        b.put(b"y", b"2");
+        db.write(b).unwrap();
+        db.delete(b"y").unwrap();
+    }
+    let db = Db::open(opts).unwrap();
+    assert_eq!(db.get(b"x").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"y").unwrap(), None);
+    assert_eq!(db.last_sequence(), 2);
+    assert!(fs.exists(Path::new("db/CURRENT")));
+}
+
+#[test]
+fn corrupt_sstable_is_reported_with_its_path() {
+    let fs = Arc::new(FaultFs::new());
+    let opts = Options { fs: fs.clone(), ..Options::with_dir("db") };
+    {
+        let db = Db::open(opts.clone()).unwrap();
+        for i in 0..100 {
+            db.put(&key(i), &value(i, 0)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let names = fs.read_dir(Path::new("db")).unwrap();
+    let sst = names.iter().find(|n| n.ends_with(".sst")).expect("an SSTable");
+    let path = Path::new("db").join(sst);
+    let mut bytes = fs.contents(&path).unwrap();
+    bytes[20] ^= 0xff;
+    fs.set_contents(&path, bytes).unwrap();
+    let result = Db::open(opts).and_then(|db| db.verify().map(|_| db));
+    let err = result.expect_err("a flipped byte in a data block must be detected");
+    assert!(err.to_string().contains(sst.as_str()), "error names the file: {err}");
+}
