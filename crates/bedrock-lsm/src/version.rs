@@ -245,3 +245,13 @@ impl FileMeta {
         NewFile { number: self.number, size: self.size, smallest: self.smallest.clone(), largest: self.largest.clone() }
     }
 }
+
+#[cfg(test)]
+mod golden {
+    /// The worked example of docs/formats.md ("Version edit").
+    #[test]
+    fn documented_example_bytes() {
+        let edit = super::VersionEdit { log_number: Some(3), last_sequence: Some(99), ..Default::default() };
+        assert_eq!(edit.encode(), [0x01, 0x03, 0x03, 0x63]);
+    }
+}

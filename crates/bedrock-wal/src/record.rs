@@ -197,3 +197,14 @@ mod tests {
         assert!(matches!(end, ScanEnd::Damaged { offset: 0, tail: false, .. }), "{end:?}");
     }
 }
+
+#[cfg(test)]
+mod golden {
+    /// The worked example of docs/formats.md ("WAL segment and record").
+    #[test]
+    fn documented_example_bytes() {
+        let mut out = Vec::new();
+        super::encode(b"abc", &mut out);
+        assert_eq!(out, [0x33, 0x5d, 0xe1, 0x66, 0x03, 0x00, 0x00, 0x00, b'a', b'b', b'c']);
+    }
+}
