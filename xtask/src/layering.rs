@@ -5,7 +5,8 @@ use anyhow::{bail, Result};
 /// Bedrock's library crates, lowest first. A crate may depend only on
 /// crates before it; `bedrock-proto` sits outside the chain and may be
 /// used by `bedrock-raft` and `bedrock-server` only.
-pub const ORDER: [&str; 6] = ["bedrock-wal", "bedrock-sstable", "bedrock-lsm", "bedrock-txn", "bedrock-raft", "bedrock-server"];
+pub const ORDER: [&str; 6] =
+    ["bedrock-wal", "bedrock-sstable", "bedrock-lsm", "bedrock-txn", "bedrock-raft", "bedrock-server"];
 
 /// Crates allowed to depend on `bedrock-proto`.
 const PROTO_USERS: [&str; 2] = ["bedrock-raft", "bedrock-server"];

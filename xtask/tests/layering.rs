@@ -37,5 +37,8 @@ fn an_upward_dependency_is_reported() {
         {"name": "bedrock-txn", "dependencies": [{"name": "bedrock-proto", "kind": null}]}
     ]});
     let v = layering::violations(&meta);
-    assert_eq!(v, vec!["bedrock-wal depends on bedrock-lsm".to_string(), "bedrock-txn depends on bedrock-proto".to_string()]);
+    assert_eq!(
+        v,
+        vec!["bedrock-wal depends on bedrock-lsm".to_string(), "bedrock-txn depends on bedrock-proto".to_string()]
+    );
 }

@@ -132,10 +132,8 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
     let outputs = write_outputs(inner, &mut merged, &snapshots, c.bottommost, floor)?;
     merged.status()?;
 
-    let mut edit = VersionEdit {
-        next_file_number: Some(inner.next_file.load(Ordering::Relaxed)),
-        ..VersionEdit::default()
-    };
+    let mut edit =
+        VersionEdit { next_file_number: Some(inner.next_file.load(Ordering::Relaxed)), ..VersionEdit::default() };
     edit.deleted.extend(c.inputs.iter().map(|f| (c.level, f.number)));
     edit.deleted.extend(c.next_inputs.iter().map(|f| (output_level, f.number)));
     edit.added.extend(outputs.iter().map(|f| (output_level, f.new_file())));
@@ -160,7 +158,14 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
     Counters::add(&inner.counters.compaction_bytes_read, read);
     Counters::add(&inner.counters.compaction_bytes_written, written);
     Counters::add(&inner.counters.compactions, 1);
-    tracing::debug!(level = c.level, inputs = c.inputs.len() + c.next_inputs.len(), outputs = outputs.len(), read, written, "compaction done");
+    tracing::debug!(
+        level = c.level,
+        inputs = c.inputs.len() + c.next_inputs.len(),
+        outputs = outputs.len(),
+        read,
+        written,
+        "compaction done"
+    );
     Ok(())
 }
 
@@ -180,7 +185,11 @@ fn write_outputs(
     let result = (|| {
         while merged.valid() {
             let Some((user_key, seq, kind)) = decode_internal_key(merged.key()) else {
-                return Err(Error::Corruption { path: inner.dir.clone(), offset: 0, reason: "malformed key in compaction input".into() });
+                return Err(Error::Corruption {
+                    path: inner.dir.clone(),
+                    offset: 0,
+                    reason: "malformed key in compaction input".into(),
+                });
             };
             let new_key = user_key != last_user_key.as_slice();
             if new_key {

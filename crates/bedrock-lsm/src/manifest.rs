@@ -76,7 +76,11 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, num_levels: usize) -> Result
         s.strip_prefix("MANIFEST-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     });
     let Some(name) = name else {
-        return Err(Error::Corruption { path: current_path, offset: 0, reason: "CURRENT does not name a manifest".into() });
+        return Err(Error::Corruption {
+            path: current_path,
+            offset: 0,
+            reason: "CURRENT does not name a manifest".into(),
+        });
     };
     let number = name.trim_start_matches("MANIFEST-").parse::<u64>().map_err(|_| Error::Corruption {
         path: current_path.clone(),
@@ -85,11 +89,9 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, num_levels: usize) -> Result
     })?;
     let path = dir.join(name);
     let data = bedrock_wal::fs::read_all(fs, &path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Corruption {
-            path: path.clone(),
-            offset: 0,
-            reason: "manifest named by CURRENT is missing".into(),
-        },
+        std::io::ErrorKind::NotFound => {
+            Error::Corruption { path: path.clone(), offset: 0, reason: "manifest named by CURRENT is missing".into() }
+        }
         _ => Error::io("read", &path, e),
     })?;
     let mut state = ManifestState { number, ..ManifestState::default() };

@@ -48,7 +48,12 @@ impl LatestView<'_> {
         use crate::iter::InternalIterator;
         let mut it = self.inner.merged();
         let mut target = Vec::new();
-        bedrock_sstable::encode_internal_key(lower, bedrock_sstable::MAX_SEQUENCE, bedrock_sstable::ValueKind::Put, &mut target);
+        bedrock_sstable::encode_internal_key(
+            lower,
+            bedrock_sstable::MAX_SEQUENCE,
+            bedrock_sstable::ValueKind::Put,
+            &mut target,
+        );
         it.seek(&target);
         while it.valid() {
             let Some((user_key, entry_seq, _)) = bedrock_sstable::decode_internal_key(it.key()) else { break };

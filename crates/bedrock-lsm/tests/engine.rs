@@ -25,7 +25,10 @@ fn value(i: u32, round: u32) -> Vec<u8> {
 }
 
 fn count_files(dir: &Path, suffix: &str) -> usize {
-    std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(suffix)).count()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(suffix))
+        .count()
 }
 
 #[test]

@@ -66,13 +66,21 @@ fn options(fs: &FaultFs) -> Options {
 /// The range `[lo, hi)` named by two key indexes, in order.
 fn bounds(a: u8, b: u8) -> (Vec<u8>, Vec<u8>) {
     let (a, b) = (key(a), key(b));
-    if a <= b { (a, b) } else { (b, a) }
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 fn range(model: &BTreeMap<Vec<u8>, Vec<u8>>, a: u8, b: u8, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (lo, hi) = bounds(a, b);
     let it = model.range(lo..hi).map(|(k, v)| (k.clone(), v.clone()));
-    if limit == 0 { it.collect() } else { it.take(limit).collect() }
+    if limit == 0 {
+        it.collect()
+    } else {
+        it.take(limit).collect()
+    }
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {

@@ -106,7 +106,13 @@ fn failed_fsync_poisons_and_loses_nothing_acknowledged() {
     for id in 0..50 {
         db.write(batch(id)).unwrap();
     }
-    fs.inject(Injection { op: OpKind::Sync, path_contains: Some(".wal".into()), after: 0, kind: FaultKind::Eio, sticky: false });
+    fs.inject(Injection {
+        op: OpKind::Sync,
+        path_contains: Some(".wal".into()),
+        after: 0,
+        kind: FaultKind::Eio,
+        sticky: false,
+    });
     let err = db.write(batch(50)).expect_err("the fsync failed, so the write must not be acknowledged");
     assert!(err.to_string().contains("sync"), "{err}");
     // No retry of the failed fsync: every later write is refused.
@@ -120,9 +126,16 @@ fn failed_fsync_poisons_and_loses_nothing_acknowledged() {
 #[test]
 fn enospc_on_wal_write_is_reported() {
     let fs = FaultFs::new();
-    let db = Db::open(Options { wal: WalOptions { sync: SyncPolicy::Always, ..WalOptions::default() }, ..opts(&fs) }).unwrap();
+    let db = Db::open(Options { wal: WalOptions { sync: SyncPolicy::Always, ..WalOptions::default() }, ..opts(&fs) })
+        .unwrap();
     db.write(batch(0)).unwrap();
-    fs.inject(Injection { op: OpKind::Write, path_contains: Some(".wal".into()), after: 0, kind: FaultKind::Enospc, sticky: true });
+    fs.inject(Injection {
+        op: OpKind::Write,
+        path_contains: Some(".wal".into()),
+        after: 0,
+        kind: FaultKind::Enospc,
+        sticky: true,
+    });
     let err = db.write(batch(1)).unwrap_err();
     assert!(err.to_string().to_lowercase().contains("no space"), "{err}");
     drop(db);

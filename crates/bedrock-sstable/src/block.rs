@@ -164,7 +164,8 @@ impl BlockIter {
     /// If the restart array does not fit in the block, or a non-empty block
     /// has no restart point.
     pub(crate) fn new(block: &[u8]) -> Result<Self, BlockError> {
-        let count_at = block.len().checked_sub(RESTART_LEN).ok_or(damaged(0, "block shorter than its restart count"))?;
+        let count_at =
+            block.len().checked_sub(RESTART_LEN).ok_or(damaged(0, "block shorter than its restart count"))?;
         let num_restarts = read_u32(block, count_at).ok_or(damaged(count_at, "restart count out of range"))?;
         let num_restarts = usize::try_from(num_restarts).map_err(|_| damaged(count_at, "restart count too large"))?;
         let entries_end = num_restarts
@@ -174,7 +175,8 @@ impl BlockIter {
         if num_restarts == 0 && entries_end != 0 {
             return Err(damaged(0, "entries without a restart point"));
         }
-        let it = BlockIter { entries_end, num_restarts, next: 0, current: 0, key: Vec::new(), value: 0..0, valid: false };
+        let it =
+            BlockIter { entries_end, num_restarts, next: 0, current: 0, key: Vec::new(), value: 0..0, valid: false };
         Ok(it)
     }
 

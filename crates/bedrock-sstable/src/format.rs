@@ -231,14 +231,12 @@ mod tests {
         assert_eq!(BLOCK_TRAILER_LEN, 5);
         assert_eq!((FILTER_HANDLE_AT, INDEX_HANDLE_AT, VERSION_AT, FOOTER_CRC_AT, MAGIC_AT), (0, 16, 32, 36, 40));
         assert_eq!(&MAGIC.to_le_bytes(), b"BDRK-SST");
+        assert_eq!(MAGIC, 0x5453_532D_4B52_4442, "as printed in docs/formats.md");
     }
 
     #[test]
     fn footer_round_trips_and_detects_damage() {
-        let f = Footer {
-            filter: BlockHandle { offset: 100, size: 20 },
-            index: BlockHandle { offset: 125, size: 7 },
-        };
+        let f = Footer { filter: BlockHandle { offset: 100, size: 20 }, index: BlockHandle { offset: 125, size: 7 } };
         let mut file = vec![0xaa; 10];
         file.extend(f.encode());
         assert_eq!(Footer::decode(&file, Path::new("t")).unwrap(), f);

@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn full_scan_and_seeks_cross_block_boundaries() {
         for block_size_bytes in [1, 60, 4096] {
-            let (t, keys) = table(300, TableOptions { block_size_bytes, restart_interval: 3, ..TableOptions::default() });
+            let (t, keys) =
+                table(300, TableOptions { block_size_bytes, restart_interval: 3, ..TableOptions::default() });
             let mut it = t.iter();
             it.seek_to_first();
             assert_eq!(rest(&mut it), keys);

@@ -134,9 +134,16 @@ impl Table {
     }
 
     /// The entry at `it` if its user key is `user_key`.
-    fn found(&self, i: usize, it: &BlockIter, block: &[u8], user_key: &[u8]) -> Result<Option<(u64, ValueKind, Vec<u8>)>> {
-        let (found_key, seq, kind) = decode_internal_key(it.key())
-            .ok_or_else(|| self.block_error(i, BlockError { at: it.entry_offset(), reason: "malformed internal key" }))?;
+    fn found(
+        &self,
+        i: usize,
+        it: &BlockIter,
+        block: &[u8],
+        user_key: &[u8],
+    ) -> Result<Option<(u64, ValueKind, Vec<u8>)>> {
+        let (found_key, seq, kind) = decode_internal_key(it.key()).ok_or_else(|| {
+            self.block_error(i, BlockError { at: it.entry_offset(), reason: "malformed internal key" })
+        })?;
         if found_key != user_key {
             return Ok(None);
         }

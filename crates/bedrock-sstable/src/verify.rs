@@ -14,8 +14,8 @@ use crate::block::{BlockError, BlockIter};
 use crate::filter;
 use crate::format::read_block;
 use crate::index::decode_index;
-use crate::table::check_layout;
 use crate::key::{compare_internal_keys, decode_internal_key, user_key};
+use crate::table::check_layout;
 use crate::{Error, Result, Table};
 
 /// State carried from one data block to the next.

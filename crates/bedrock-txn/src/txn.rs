@@ -98,7 +98,10 @@ impl Transaction {
         self.check_key(key)?;
         let max = self.db.lsm.options().max_value_bytes;
         if value.len() > max {
-            return Err(Error::InvalidArgument(format!("value of {} bytes exceeds the limit of {max} bytes", value.len())));
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes exceeds the limit of {max} bytes",
+                value.len()
+            )));
         }
         self.add_write(key, Some(value.to_vec()))
     }

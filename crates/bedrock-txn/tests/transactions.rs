@@ -118,7 +118,8 @@ fn phantom_insert_into_scanned_range_is_a_conflict() {
 
 #[test]
 fn bad_input_and_size_limit_are_typed_errors() {
-    let db = Db::open(Options { fs: Arc::new(FaultFs::new()), max_batch_bytes: 1024, ..Options::with_dir("db") }).unwrap();
+    let db =
+        Db::open(Options { fs: Arc::new(FaultFs::new()), max_batch_bytes: 1024, ..Options::with_dir("db") }).unwrap();
     let mut t = db.begin_transaction();
     assert!(matches!(t.put(b"", b"v"), Err(Error::InvalidArgument(_))));
     assert!(matches!(t.put(&vec![b'k'; 9000], b"v"), Err(Error::InvalidArgument(_))));
@@ -139,7 +140,14 @@ fn bank_total_is_invariant() {
     }
     let read_total = |db: &Db| -> i64 {
         let r = db.begin_read_only();
-        (0..10).map(|a| String::from_utf8(r.get(format!("acct{a}").as_bytes()).unwrap().unwrap()).unwrap().parse::<i64>().unwrap()).sum()
+        (0..10)
+            .map(|a| {
+                String::from_utf8(r.get(format!("acct{a}").as_bytes()).unwrap().unwrap())
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .sum()
     };
     std::thread::scope(|s| {
         for t in 0..8u64 {
@@ -154,7 +162,10 @@ fn bank_total_is_invariant() {
                     }
                     let moved = db.transaction(|txn| {
                         let get = |txn: &mut bedrock_txn::Transaction, a: u64| -> bedrock_txn::Result<i64> {
-                            Ok(String::from_utf8(txn.get(format!("acct{a}").as_bytes())?.unwrap()).unwrap().parse().unwrap())
+                            Ok(String::from_utf8(txn.get(format!("acct{a}").as_bytes())?.unwrap())
+                                .unwrap()
+                                .parse()
+                                .unwrap())
                         };
                         let (fb, tb) = (get(txn, from)?, get(txn, to)?);
                         let amount = (x % 7) as i64;

@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bedrock_sstable::{encode_internal_key, Table, TableBuilder, TableOptions, TableSummary, ValueKind};
@@ -22,7 +22,7 @@ pub fn ikey(user_key: &[u8], seq: u64, kind: ValueKind) -> Vec<u8> {
 }
 
 /// The model's entries as (internal key, value), in order.
-pub fn entries(model: &Model) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn entries(model: &Model) -> Entries {
     model.iter().map(|((k, Reverse(s)), (kind, v))| (ikey(k, *s, *kind), v.clone())).collect()
 }
 
@@ -34,8 +34,8 @@ pub fn model_get(model: &Model, user_key: &[u8], seq: u64) -> Option<(u64, Value
 }
 
 /// Writes the model's entries to `path` on `fs`.
-pub fn write_table(fs: &dyn FileSystem, path: &PathBuf, model: &Model, opts: TableOptions) -> TableSummary {
-    let mut b = TableBuilder::new(fs.create(path).unwrap(), path.clone(), opts);
+pub fn write_table(fs: &dyn FileSystem, path: &Path, model: &Model, opts: TableOptions) -> TableSummary {
+    let mut b = TableBuilder::new(fs.create(path).unwrap(), path.to_path_buf(), opts);
     for (k, v) in entries(model) {
         b.add(&k, &v).unwrap();
     }
@@ -54,8 +54,11 @@ pub fn open_bytes(bytes: Vec<u8>) -> bedrock_sstable::Result<Arc<Table>> {
     Table::open(FileBytes::from_vec(bytes), PathBuf::from("t.sst")).map(Arc::new)
 }
 
+/// (internal key, value) pairs in order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Every (internal key, value) of a full scan, and the final status.
-pub fn scan(table: &Arc<Table>) -> (Vec<(Vec<u8>, Vec<u8>)>, bedrock_sstable::Result<()>) {
+pub fn scan(table: &Arc<Table>) -> (Entries, bedrock_sstable::Result<()>) {
     let mut it = table.iter();
     it.seek_to_first();
     let mut out = Vec::new();

@@ -521,7 +521,13 @@ mod tests {
         let fs = FaultFs::new();
         fs.create_dir_all(Path::new("d")).unwrap();
         let f = fs.create(Path::new("d/a")).unwrap();
-        fs.inject(Injection { op: OpKind::Sync, path_contains: None, after: 1, kind: FaultKind::Enospc, sticky: false });
+        fs.inject(Injection {
+            op: OpKind::Sync,
+            path_contains: None,
+            after: 1,
+            kind: FaultKind::Enospc,
+            sticky: false,
+        });
         f.sync_data().unwrap();
         let err = f.sync_data().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
