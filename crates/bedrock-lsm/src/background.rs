@@ -1,5 +1,7 @@
-//! The background thread: flushes immutable memtables (first) and runs
-//! compactions, one job at a time.
+//! Background work: one thread flushes immutable memtables, oldest first;
+//! `background_compactions` threads run compactions. Flushing has its own
+//! thread so a long compaction never delays it (RocksDB keeps separate
+//! flush and compaction pools for the same reason).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -9,7 +11,7 @@ use std::thread::JoinHandle;
 use bedrock_sstable::{decode_internal_key, TableBuilder, ValueKind};
 use bedrock_wal::FileSystem;
 
-use crate::compaction::{self, Compaction};
+use crate::compaction;
 use crate::db::{table_name, Inner};
 use crate::iter::InternalIterator;
 use crate::memtable::Memtable;
@@ -20,19 +22,52 @@ use crate::{Error, Options, Result};
 /// Manifests are rewritten from a snapshot once they pass this size.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
-enum Job {
-    Flush(Arc<Memtable>),
-    Compact(Compaction),
+/// Starts the flush thread and `background_compactions` compaction threads.
+pub(crate) fn spawn(inner: Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    let flusher = inner.clone();
+    handles.push(spawn_named("bedrock-flush", move || flush_loop(&flusher))?);
+    for i in 0..inner.opts.background_compactions {
+        let worker = inner.clone();
+        handles.push(spawn_named(&format!("bedrock-compact-{i}"), move || compaction_loop(&worker))?);
+    }
+    Ok(handles)
 }
 
-pub(crate) fn spawn(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("bedrock-lsm-bg".into())
-        .spawn(move || run(&inner))
-        .map_err(|e| Error::io("spawn background thread", &Path::new(""), e))
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::io("spawn thread", Path::new(name), e))
 }
 
-fn run(inner: &Inner) {
+/// Flushes immutable memtables, oldest first, one at a time.
+fn flush_loop(inner: &Inner) {
+    loop {
+        let mem = {
+            let mut core = inner.core.lock();
+            loop {
+                if core.shutdown {
+                    return;
+                }
+                if core.bg_error.is_none() {
+                    if let Some(mem) = core.imms.front().cloned() {
+                        core.flushing = true;
+                        break mem;
+                    }
+                }
+                inner.core_cv.wait(&mut core);
+            }
+        };
+        let result = flush(inner, &mem);
+        let mut core = inner.core.lock();
+        core.flushing = false;
+        if let Err(e) = result {
+            inner.set_bg_error(&mut core, &e);
+        }
+        inner.core_cv.notify_all();
+    }
+}
+
+/// Runs compactions while some level's score is >= 1.
+fn compaction_loop(inner: &Inner) {
     loop {
         let job = {
             let mut core = inner.core.lock();
@@ -41,22 +76,19 @@ fn run(inner: &Inner) {
                     return;
                 }
                 if core.bg_error.is_none() {
-                    if let Some(mem) = core.imms.front() {
-                        break Job::Flush(mem.clone());
-                    }
                     if let Some(c) = compaction::pick(&inner.opts, &core) {
-                        break Job::Compact(c);
+                        core.running.push(c.running());
+                        break c;
                     }
                 }
                 inner.core_cv.wait(&mut core);
             }
         };
-        let result = match job {
-            Job::Flush(mem) => flush(inner, &mem),
-            Job::Compact(c) => compaction::run(inner, c),
-        };
+        let id = job.id;
+        let result = compaction::run(inner, job);
+        let mut core = inner.core.lock();
+        core.running.retain(|r| r.id != id);
         if let Err(e) = result {
-            let mut core = inner.core.lock();
             inner.set_bg_error(&mut core, &e);
         }
         inner.core_cv.notify_all();

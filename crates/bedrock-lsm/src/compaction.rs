@@ -19,9 +19,23 @@ use crate::stats::Counters;
 use crate::version::{FileMeta, VersionEdit};
 use crate::{Error, Options, Result};
 
+/// A compaction in progress, as the picker sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
+    pub(crate) id: u64,
+    pub(crate) files: Vec<u64>,
+    pub(crate) output_level: usize,
+    pub(crate) lo: Vec<u8>,
+    pub(crate) hi: Vec<u8>,
+    pub(crate) from_l0: bool,
+}
+
+static NEXT_COMPACTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A chosen compaction.
 #[derive(Debug)]
 pub(crate) struct Compaction {
+    pub(crate) id: u64,
     pub(crate) level: usize,
     pub(crate) inputs: Vec<Arc<FileMeta>>,
     pub(crate) next_inputs: Vec<Arc<FileMeta>>,
@@ -73,35 +87,66 @@ impl<'a> VersionFilter<'a> {
     }
 }
 
-/// Picks the most urgent compaction, if any level's score is >= 1.
-pub(crate) fn pick(opts: &Options, core: &Core) -> Option<Compaction> {
+impl Compaction {
+    pub(crate) fn running(&self) -> Running {
+        let files = self.inputs.iter().chain(&self.next_inputs).map(|f| f.number).collect();
+        let (lo, hi) = key_range(self.inputs.iter().chain(&self.next_inputs)).unwrap_or_default();
+        Running { id: self.id, files, output_level: self.level + 1, lo, hi, from_l0: self.level == 0 }
+    }
+}
+
+/// Levels whose score is >= 1, most urgent first.
+fn scores(opts: &Options, core: &Core) -> Vec<(f64, usize)> {
     let v = &core.version;
-    let last = v.levels.len().checked_sub(1)?;
-    let mut best: Option<(f64, usize)> = None;
-    for level in 0..last {
+    let mut out = Vec::new();
+    for level in 0..v.levels.len().saturating_sub(1) {
         let score = if level == 0 {
             v.levels.first().map_or(0, Vec::len) as f64 / opts.l0_compaction_trigger as f64
         } else {
             v.level_bytes(level) as f64 / opts.level_target_bytes(level) as f64
         };
-        if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, level));
+        if score >= 1.0 {
+            out.push((score, level));
         }
     }
-    let (_, level) = best?;
+    out.sort_by(|a, b| b.0.total_cmp(&a.0));
+    out
+}
+
+/// Picks the most urgent compaction that does not collide with one in
+/// progress, if any level's score is >= 1.
+pub(crate) fn pick(opts: &Options, core: &Core) -> Option<Compaction> {
+    scores(opts, core).into_iter().find_map(|(_, level)| pick_level(core, level))
+}
+
+fn pick_level(core: &Core, level: usize) -> Option<Compaction> {
+    let v = &core.version;
+    let busy = |f: &Arc<FileMeta>| core.running.iter().any(|r| r.files.contains(&f.number));
     let inputs: Vec<Arc<FileMeta>> = if level == 0 {
-        v.levels.first()?.clone()
+        if core.running.iter().any(|r| r.from_l0) {
+            return None;
+        }
+        v.levels.first()?.iter().filter(|f| !busy(f)).cloned().collect()
     } else {
         let files = v.levels.get(level)?;
         let pointer = core.compact_pointer.get(level).map_or(&[][..], Vec::as_slice);
-        let chosen = files.iter().find(|f| f.largest_user_key() > pointer).or(files.first())?;
+        let after = files.iter().filter(|f| f.largest_user_key() > pointer);
+        let chosen = after.chain(files.iter()).find(|f| !busy(f))?;
         vec![chosen.clone()]
     };
     let (lo, hi) = key_range(&inputs)?;
     let next_inputs = v.overlapping(level + 1, &lo, &hi);
+    if next_inputs.iter().any(busy) {
+        return None;
+    }
     let (lo, hi) = key_range(inputs.iter().chain(&next_inputs))?;
+    let collides = core.running.iter().any(|r| r.output_level == level + 1 && r.lo <= hi && lo <= r.hi);
+    if collides {
+        return None;
+    }
     let bottommost = (level + 2..v.levels.len()).all(|l| v.overlapping(l, &lo, &hi).is_empty());
-    Some(Compaction { level, inputs, next_inputs, bottommost })
+    let id = NEXT_COMPACTION_ID.fetch_add(1, Ordering::Relaxed);
+    Some(Compaction { id, level, inputs, next_inputs, bottommost })
 }
 
 fn key_range<'a>(files: impl IntoIterator<Item = &'a Arc<FileMeta>>) -> Option<(Vec<u8>, Vec<u8>)> {

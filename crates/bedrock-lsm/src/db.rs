@@ -58,6 +58,12 @@ pub(crate) struct Core {
     /// Per level, the largest key of the last compaction's input, so
     /// successive compactions of a level rotate through its key space.
     pub(crate) compact_pointer: Vec<Vec<u8>>,
+    /// Compactions in progress: their input file numbers and, per output
+    /// level, the user-key range they write. A new compaction may not touch
+    /// these files or write an overlapping range into the same level.
+    pub(crate) running: Vec<crate::compaction::Running>,
+    /// A flush is in progress (only the flush thread sets it).
+    pub(crate) flushing: bool,
     pub(crate) bg_error: Option<String>,
     pub(crate) shutdown: bool,
 }
@@ -93,7 +99,7 @@ pub(crate) struct Inner {
 #[derive(Debug)]
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) background: Option<JoinHandle<()>>,
+    pub(crate) background: Vec<JoinHandle<()>>,
 }
 
 impl Db {
@@ -222,7 +228,7 @@ impl Drop for Db {
     fn drop(&mut self) {
         self.inner.core.lock().shutdown = true;
         self.inner.core_cv.notify_all();
-        if let Some(handle) = self.background.take() {
+        for handle in self.background.drain(..) {
             let _ = handle.join();
         }
     }

@@ -46,6 +46,7 @@
 
 mod background;
 mod batch;
+mod checkpoint;
 mod coding;
 mod compaction;
 mod db;

@@ -90,6 +90,8 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
         last_flushed_seq: last_flushed,
         log_number,
         compact_pointer: vec![Vec::new(); opts.num_levels],
+        running: Vec::new(),
+        flushing: false,
         bg_error: None,
         shutdown: false,
     };
@@ -112,7 +114,7 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
     });
     let background = crate::background::spawn(inner.clone())?;
     tracing::info!(dir = %inner.dir.display(), last_sequence = max_seq, "database open");
-    Ok(Db { inner, background: Some(background) })
+    Ok(Db { inner, background })
 }
 
 /// Replays WAL segments from the manifest's log number into a memtable,

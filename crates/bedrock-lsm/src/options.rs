@@ -56,6 +56,10 @@ pub struct Options {
     /// Compaction output files are cut at this size in bytes.
     /// Default: 64 MiB. Minimum: 64 KiB.
     pub target_file_size_bytes: u64,
+    /// Threads running compactions, besides the one thread that flushes
+    /// memtables (so a long compaction never delays a flush).
+    /// Default: 1 (suits small machines). Range: 1..=16.
+    pub background_compactions: usize,
     /// SSTable layout (block size, restart interval, bloom bits per key).
     /// Default: [`TableOptions::default`] (4 KiB blocks, 10 bloom bits per key).
     pub table: TableOptions,
@@ -80,6 +84,7 @@ impl Default for Options {
             level_size_multiplier: 10,
             num_levels: 7,
             target_file_size_bytes: 64 << 20,
+            background_compactions: 1,
             table: TableOptions::default(),
         }
     }
@@ -126,6 +131,9 @@ impl Options {
         if !(2..=16).contains(&self.num_levels) {
             return bad("num_levels must be in 2..=16");
         }
+        if !(1..=16).contains(&self.background_compactions) {
+            return bad("background_compactions must be in 1..=16");
+        }
         if self.target_file_size_bytes < (64 << 10) {
             return bad("target_file_size_bytes must be at least 64 KiB");
         }
@@ -162,6 +170,7 @@ mod tests {
         assert_eq!(o.level_size_multiplier, 10);
         assert_eq!(o.num_levels, 7);
         assert_eq!(o.target_file_size_bytes, 64 * 1024 * 1024);
+        assert_eq!(o.background_compactions, 1);
         o.validate().unwrap();
         assert_eq!(o.level_target_bytes(2), 2560 * 1024 * 1024);
     }

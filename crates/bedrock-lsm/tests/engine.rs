@@ -196,3 +196,28 @@ fn corrupt_sstable_is_reported_with_its_path() {
     let err = result.expect_err("a flipped byte in a data block must be detected");
     assert!(err.to_string().contains(sst.as_str()), "error names the file: {err}");
 }
+
+#[test]
+fn checkpoint_opens_as_an_exact_point_in_time_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(small(&dir.path().join("db"))).unwrap();
+    for i in 0..2_000u32 {
+        db.put(&key(i), &value(i, 0)).unwrap();
+    }
+    let cp = dir.path().join("checkpoint");
+    let seq = db.checkpoint(&cp).unwrap();
+    assert_eq!(seq, db.last_sequence());
+    assert!(db.checkpoint(&cp).is_err(), "an existing directory is refused");
+    // Later writes and compactions of the original do not reach the copy.
+    for i in 0..2_000u32 {
+        db.put(&key(i), &value(i, 1)).unwrap();
+    }
+    db.flush().unwrap();
+    let copy = Db::open(small(&cp)).unwrap();
+    assert_eq!(copy.last_sequence(), seq);
+    for i in (0..2_000u32).step_by(7) {
+        assert_eq!(copy.get(&key(i)).unwrap(), Some(value(i, 0)));
+        assert_eq!(db.get(&key(i)).unwrap(), Some(value(i, 1)));
+    }
+    copy.verify().unwrap();
+}

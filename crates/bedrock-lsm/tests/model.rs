@@ -50,6 +50,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn options(fs: &FaultFs) -> Options {
     Options {
+        // Two compaction threads exercise concurrent compactions.
+        background_compactions: 2,
         fs: Arc::new(fs.clone()),
         memtable_size_bytes: 4096,
         l0_compaction_trigger: 2,
