@@ -184,7 +184,7 @@ pub(crate) fn write_l0_table(
     let mut filter = compaction::VersionFilter::new(snapshots, false, floor);
     let path = dir.join(table_name(number));
     let file = fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
-    let mut builder = TableBuilder::new(file, path.clone(), opts.table.clone());
+    let mut builder = TableBuilder::new(file, path.clone(), opts.table_options_for(0));
     while it.valid() {
         let Some((user_key, seq, kind)) = decode_internal_key(it.key()) else {
             return Err(Error::Corruption { path, offset: 0, reason: "malformed key in memtable".into() });

@@ -174,7 +174,7 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
     merged.seek_to_first();
 
     let (snapshots, floor) = inner.snapshots.sorted_with_floor(&inner.visible_seq);
-    let outputs = write_outputs(inner, &mut merged, &snapshots, c.bottommost, floor)?;
+    let outputs = write_outputs(inner, &mut merged, &snapshots, c.bottommost, floor, output_level)?;
     merged.status()?;
 
     let mut edit =
@@ -222,7 +222,9 @@ fn write_outputs(
     snapshots: &[u64],
     bottommost: bool,
     floor: u64,
+    output_level: usize,
 ) -> Result<Vec<Arc<FileMeta>>> {
+    let table_options = inner.opts.table_options_for(output_level);
     let mut filter = VersionFilter::new(snapshots, bottommost, floor);
     let mut outputs = Vec::new();
     let mut current: Option<(u64, TableBuilder)> = None;
@@ -253,7 +255,7 @@ fn write_outputs(
                     let number = inner.next_file.fetch_add(1, Ordering::Relaxed);
                     let path = inner.dir.join(table_name(number));
                     let file = inner.fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
-                    current = Some((number, TableBuilder::new(file, path, inner.opts.table.clone())));
+                    current = Some((number, TableBuilder::new(file, path, table_options.clone())));
                 }
                 if let Some((_, b)) = &mut current {
                     b.add(merged.key(), merged.value())?;

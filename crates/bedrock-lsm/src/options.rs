@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bedrock_sstable::TableOptions;
+use bedrock_sstable::{Compression, TableOptions};
 use bedrock_wal::{FileSystem, RealFs, WalOptions};
 
 use crate::{Error, Result};
@@ -60,6 +60,11 @@ pub struct Options {
     /// memtables (so a long compaction never delays a flush).
     /// Default: 1 (suits small machines). Range: 1..=16.
     pub background_compactions: usize,
+    /// Compression of data blocks per level: level `i` uses entry
+    /// `min(i, len - 1)`; empty means `table.compression` everywhere. A
+    /// common production choice is `[None, None, Lz4]`: the upper levels,
+    /// rewritten often, stay uncompressed. Default: empty.
+    pub compression_per_level: Vec<Compression>,
     /// SSTable layout (block size, restart interval, bloom bits per key).
     /// Default: [`TableOptions::default`] (4 KiB blocks, 10 bloom bits per key).
     pub table: TableOptions,
@@ -85,6 +90,7 @@ impl Default for Options {
             num_levels: 7,
             target_file_size_bytes: 64 << 20,
             background_compactions: 1,
+            compression_per_level: Vec::new(),
             table: TableOptions::default(),
         }
     }
@@ -140,6 +146,15 @@ impl Options {
         Ok(())
     }
 
+    /// The SSTable options for files written to `level`.
+    pub fn table_options_for(&self, level: usize) -> TableOptions {
+        let compression = match self.compression_per_level.as_slice() {
+            [] => self.table.compression,
+            list => list.get(level).or(list.last()).copied().unwrap_or_default(),
+        };
+        TableOptions { compression, ..self.table.clone() }
+    }
+
     /// Target size in bytes of `level` (1-based levels; level 0 is
     /// governed by file count instead).
     pub fn level_target_bytes(&self, level: usize) -> u64 {
@@ -171,6 +186,11 @@ mod tests {
         assert_eq!(o.num_levels, 7);
         assert_eq!(o.target_file_size_bytes, 64 * 1024 * 1024);
         assert_eq!(o.background_compactions, 1);
+        assert!(o.compression_per_level.is_empty());
+        assert_eq!(o.table_options_for(3).compression, Compression::None);
+        let o = Options { compression_per_level: vec![Compression::None, Compression::Lz4], ..Options::default() };
+        assert_eq!(o.table_options_for(0).compression, Compression::None);
+        assert_eq!(o.table_options_for(5).compression, Compression::Lz4);
         o.validate().unwrap();
         assert_eq!(o.level_target_bytes(2), 2560 * 1024 * 1024);
     }

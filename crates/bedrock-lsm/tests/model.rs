@@ -52,6 +52,7 @@ fn options(fs: &FaultFs) -> Options {
     Options {
         // Two compaction threads exercise concurrent compactions.
         background_compactions: 2,
+        compression_per_level: vec![bedrock_sstable::Compression::None, bedrock_sstable::Compression::Lz4],
         fs: Arc::new(fs.clone()),
         memtable_size_bytes: 4096,
         l0_compaction_trigger: 2,

@@ -12,7 +12,7 @@ use bedrock_wal::File;
 
 use crate::block::{BlockBuilder, BlockTooLarge};
 use crate::filter::FilterBuilder;
-use crate::format::{append_block, put_varint64, BlockHandle, Footer};
+use crate::format::{append_block, append_block_compressed, put_varint64, BlockHandle, Footer};
 use crate::key::{compare_internal_keys, decode_internal_key, shortest_separator, user_key};
 use crate::{Error, Result, TableOptions};
 
@@ -246,7 +246,12 @@ impl TableBuilder {
     fn flush_data_block(&mut self) -> Result<()> {
         let entries = self.data.entries();
         let contents = self.data.finish().map_err(|e| self.block_too_large(e))?;
-        let handle = self.write_block(&contents)?;
+        let offset = self.written.saturating_add(self.out.len() as u64);
+        let stored = append_block_compressed(&mut self.out, &contents, self.opts.compression);
+        let handle = BlockHandle { offset, size: stored as u64 };
+        if self.out.len() >= WRITE_BUFFER_BYTES {
+            self.flush_out()?;
+        }
         self.pending = Some(PendingIndex { handle, entries });
         Ok(())
     }

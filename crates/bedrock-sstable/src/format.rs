@@ -13,7 +13,10 @@
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 use std::mem::size_of;
+use std::borrow::Cow;
 use std::path::Path;
+
+use crate::options::Compression;
 
 use crate::{Error, Result};
 
@@ -24,8 +27,15 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"BDRK-SST");
 /// The format version this crate writes, and the only one it reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Compression type byte: none. Other values are reserved (lz4, zstd).
+/// Compression type byte: none.
 pub(crate) const COMPRESSION_NONE: u8 = 0;
+/// Compression type byte: LZ4 block format, contents =
+/// `uncompressed_len: u32 LE | lz4 block`.
+pub(crate) const COMPRESSION_LZ4: u8 = 1;
+/// A compressed block may not claim to expand beyond this many bytes
+/// (LZ4's best ratio is about 255:1; the cap stops a damaged length from
+/// allocating gigabytes).
+const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
 
 /// Bytes of the trailer after every block: compression type then CRC32.
 pub const BLOCK_TRAILER_LEN: usize = size_of::<u8>() + size_of::<u32>();
@@ -136,6 +146,38 @@ pub(crate) fn append_block(out: &mut Vec<u8>, contents: &[u8]) {
     out.extend_from_slice(&block_crc(contents, COMPRESSION_NONE).to_le_bytes());
 }
 
+/// Appends `contents` compressed with `compression` when that saves at
+/// least 1/8 of its size, else uncompressed; then the trailer. Returns the
+/// number of bytes stored before the trailer.
+pub(crate) fn append_block_compressed(out: &mut Vec<u8>, contents: &[u8], compression: Compression) -> usize {
+    if compression == Compression::Lz4 {
+        let len = u32::try_from(contents.len()).unwrap_or(u32::MAX);
+        let mut packed = Vec::with_capacity(contents.len() / 2 + 16);
+        packed.extend_from_slice(&len.to_le_bytes());
+        packed.extend_from_slice(&lz4_flex::block::compress(contents));
+        if packed.len() <= contents.len() - contents.len() / 8 {
+            out.extend_from_slice(&packed);
+            out.push(COMPRESSION_LZ4);
+            out.extend_from_slice(&block_crc(&packed, COMPRESSION_LZ4).to_le_bytes());
+            return packed.len();
+        }
+    }
+    append_block(out, contents);
+    contents.len()
+}
+
+/// Decompresses an LZ4 block's stored contents; `None` if malformed.
+fn decompress_lz4(stored: &[u8]) -> Option<Vec<u8>> {
+    let len = usize::try_from(read_u32(stored, 0)?).ok()?;
+    let body = stored.get(size_of::<u32>()..)?;
+    if len > MAX_DECOMPRESSED_BYTES || len > body.len().saturating_mul(255).saturating_add(16) {
+        return None;
+    }
+    let mut out = vec![0; len];
+    let n = lz4_flex::block::decompress_into(body, &mut out).ok()?;
+    (n == len).then_some(out)
+}
+
 /// The contents of the block at `handle` in `file`, after checking that it
 /// and its trailer lie within `file`, and (if `verify`) its checksum.
 ///
@@ -144,6 +186,19 @@ pub(crate) fn append_block(out: &mut Vec<u8>, contents: &[u8]) {
 /// compression type; [`Error::ChecksumMismatch`] if `verify` and the CRC
 /// does not match.
 pub(crate) fn read_block<'a>(file: &'a [u8], handle: BlockHandle, path: &Path, verify: bool) -> Result<&'a [u8]> {
+    match read_block_any(file, handle, path, verify)? {
+        Cow::Borrowed(b) => Ok(b),
+        Cow::Owned(_) => Err(Error::corruption(path, handle.offset, "compressed metadata block")),
+    }
+}
+
+/// Like [`read_block`], but a compressed block is decompressed (into a
+/// new buffer); only data blocks may be compressed.
+///
+/// # Errors
+/// As for [`read_block`], plus [`Error::Corruption`] if a compressed block
+/// does not decompress to its recorded length.
+pub(crate) fn read_block_any<'a>(file: &'a [u8], handle: BlockHandle, path: &Path, verify: bool) -> Result<Cow<'a, [u8]>> {
     let out_of_range = || Error::corruption(path, handle.offset, format!("block handle {handle:?} out of range"));
     let start = usize::try_from(handle.offset).map_err(|_| out_of_range())?;
     let end = usize::try_from(handle.size).ok().and_then(|s| start.checked_add(s)).ok_or_else(out_of_range)?;
@@ -156,10 +211,13 @@ pub(crate) fn read_block<'a>(file: &'a [u8], handle: BlockHandle, path: &Path, v
             return Err(Error::ChecksumMismatch { path: path.into(), offset: handle.offset, expected: stored, actual });
         }
     }
-    if compression != COMPRESSION_NONE {
-        return Err(Error::corruption(path, handle.offset, format!("unknown compression type {compression}")));
+    match compression {
+        COMPRESSION_NONE => Ok(Cow::Borrowed(contents)),
+        COMPRESSION_LZ4 => decompress_lz4(contents)
+            .map(Cow::Owned)
+            .ok_or_else(|| Error::corruption(path, handle.offset, "LZ4 block does not decompress")),
+        _ => Err(Error::corruption(path, handle.offset, format!("unknown compression type {compression}"))),
     }
-    Ok(contents)
 }
 
 /// The table's footer: where the filter and index blocks are.
@@ -287,10 +345,19 @@ mod tests {
         assert!(matches!(read_block(&file, h, p, true), Err(Error::ChecksumMismatch { offset: 0, .. })));
         assert_eq!(read_block(&file, h, p, false).unwrap(), b"jello", "verify=false skips the crc");
         let mut typed = b"hi".to_vec();
-        typed.push(1);
-        typed.extend(block_crc(b"hi", 1).to_le_bytes());
-        let err = read_block(&typed, BlockHandle { offset: 0, size: 2 }, p, true).unwrap_err();
-        assert!(err.to_string().contains("unknown compression type 1"), "{err}");
+        typed.push(7);
+        typed.extend(block_crc(b"hi", 7).to_le_bytes());
+        let err = read_block_any(&typed, BlockHandle { offset: 0, size: 2 }, p, true).unwrap_err();
+        assert!(err.to_string().contains("unknown compression type 7"), "{err}");
+        // A valid checksum over a malformed LZ4 body is still an error.
+        let mut lz = 1000u32.to_le_bytes().to_vec();
+        lz.extend_from_slice(b"garbage");
+        let mut file = lz.clone();
+        file.push(COMPRESSION_LZ4);
+        file.extend(block_crc(&lz, COMPRESSION_LZ4).to_le_bytes());
+        let h = BlockHandle { offset: 0, size: lz.len() as u64 };
+        assert!(read_block_any(&file, h, p, true).is_err());
+        assert!(read_block(&file, h, p, true).is_err(), "metadata blocks are never compressed");
     }
 
     proptest! {

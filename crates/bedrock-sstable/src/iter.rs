@@ -5,7 +5,7 @@
 //! `Arc<Table>`, so it has no lifetime; the current block is kept as a
 //! range of the table's bytes, not a copy.
 
-use std::ops::Range;
+use crate::table::BlockData;
 use std::sync::Arc;
 
 use crate::block::{BlockError, BlockIter};
@@ -26,8 +26,8 @@ pub struct TableIter {
     table: Arc<Table>,
     /// Index of the current data block.
     block: usize,
-    /// The current block's contents within `table.bytes()`.
-    range: Range<usize>,
+    /// The current block's contents.
+    data: BlockData,
     /// Cursor within the current block; `None` when unpositioned or past
     /// the end.
     cursor: Option<BlockIter>,
@@ -36,7 +36,7 @@ pub struct TableIter {
 
 impl TableIter {
     pub(crate) fn new(table: Arc<Table>) -> Self {
-        TableIter { table, block: 0, range: 0..0, cursor: None, error: None }
+        TableIter { table, block: 0, data: BlockData::Mapped(0..0), cursor: None, error: None }
     }
 
     /// Positions at the table's first entry (invalid if the table is empty).
@@ -80,10 +80,8 @@ impl TableIter {
 
     /// The current value; empty if not [`valid`](TableIter::valid).
     pub fn value(&self) -> &[u8] {
-        let (Some(it), Some(block)) = (&self.cursor, self.table.bytes().get(self.range.clone())) else {
-            return &[];
-        };
-        it.value(block)
+        let Some(it) = &self.cursor else { return &[] };
+        it.value(self.table.block_bytes(&self.data))
     }
 
     /// `Ok` unless the iterator met a damaged block.
@@ -106,14 +104,14 @@ impl TableIter {
         if self.error.is_some() || i >= self.table.index().len() {
             return false;
         }
-        let loaded = self.table.data_block_range(i).and_then(|range| {
-            let block = self.table.bytes().get(range.clone()).unwrap_or_default();
+        let loaded = self.table.data_block(i).and_then(|data| {
+            let block = self.table.block_bytes(&data);
             let cursor = BlockIter::new(block).map_err(|e| self.table.block_error(i, e))?;
-            Ok((range, cursor))
+            Ok((data, cursor))
         });
         match loaded {
-            Ok((range, cursor)) => {
-                (self.block, self.range, self.cursor) = (i, range, Some(cursor));
+            Ok((data, cursor)) => {
+                (self.block, self.data, self.cursor) = (i, data, Some(cursor));
                 true
             }
             Err(e) => {
@@ -126,7 +124,7 @@ impl TableIter {
     /// Runs a cursor operation on the current block, recording any error.
     fn with_cursor(&mut self, op: impl FnOnce(&mut BlockIter, &[u8]) -> Result<(), BlockError>) {
         let Some(it) = self.cursor.as_mut() else { return };
-        let block = self.table.bytes().get(self.range.clone()).unwrap_or_default();
+        let block = self.table.block_bytes(&self.data);
         if let Err(e) = op(it, block) {
             self.error = Some(self.table.block_error(self.block, e));
             self.cursor = None;

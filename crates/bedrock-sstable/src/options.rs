@@ -10,6 +10,19 @@ pub const MAX_BLOCK_SIZE_BYTES: usize = 1 << 30;
 /// Largest `bloom_bits_per_key`: 64.
 pub const MAX_BLOOM_BITS_PER_KEY: usize = 64;
 
+/// Per-block compression of data blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Blocks are stored as they are. Reads slice the mapped file with no
+    /// copy. Default.
+    #[default]
+    None,
+    /// LZ4 block format (lz4_flex). A block is stored compressed only if
+    /// that saves at least 1/8 of its size (RocksDB's rule); reads of a
+    /// compressed block decompress into a fresh buffer.
+    Lz4,
+}
+
 /// How a table is laid out. Only the builder reads these; a reader learns
 /// everything it needs from the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +40,14 @@ pub struct TableOptions {
     /// 10 bits give a false-positive rate of about 0.8%. Default: 10.
     /// Minimum: 0. Maximum: 64 ([`MAX_BLOOM_BITS_PER_KEY`]).
     pub bloom_bits_per_key: usize,
+    /// Compression of data blocks (index and filter blocks are never
+    /// compressed). Default: [`Compression::None`].
+    pub compression: Compression,
 }
 
 impl Default for TableOptions {
     fn default() -> Self {
-        TableOptions { block_size_bytes: 4096, restart_interval: 16, bloom_bits_per_key: 10 }
+        TableOptions { block_size_bytes: 4096, restart_interval: 16, bloom_bits_per_key: 10, compression: Compression::None }
     }
 }
 
@@ -87,8 +103,8 @@ mod tests {
             assert!(matches!(o.validate(), Err(Error::InvalidOptions(_))), "{o:?}");
         }
         let edges = [
-            TableOptions { block_size_bytes: 1, restart_interval: 1, bloom_bits_per_key: 0 },
-            TableOptions { block_size_bytes: MAX_BLOCK_SIZE_BYTES, restart_interval: 1 << 20, bloom_bits_per_key: 64 },
+            TableOptions { block_size_bytes: 1, restart_interval: 1, bloom_bits_per_key: 0, ..TableOptions::default() },
+            TableOptions { block_size_bytes: MAX_BLOCK_SIZE_BYTES, restart_interval: 1 << 20, bloom_bits_per_key: 64, ..TableOptions::default() },
         ];
         for o in edges {
             o.validate().unwrap();

@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -25,10 +26,20 @@ use bedrock_wal::FileBytes;
 
 use crate::block::{BlockError, BlockIter};
 use crate::filter;
-use crate::format::{read_block, BlockHandle, Footer, FOOTER_LEN};
+use crate::format::{read_block, read_block_any, BlockHandle, Footer, FOOTER_LEN};
 use crate::index::{decode_index, find_block, IndexEntry};
 use crate::key::{decode_internal_key, encode_internal_key, ValueKind, MAX_SEQUENCE};
 use crate::{Error, Result, TableIter};
+
+/// Where a data block's contents are: a range of the mapped file (no
+/// copy) or a decompressed buffer.
+#[derive(Debug, Clone)]
+pub(crate) enum BlockData {
+    /// Uncompressed: the block's range within the table's bytes.
+    Mapped(Range<usize>),
+    /// Decompressed contents.
+    Owned(Arc<[u8]>),
+}
 
 /// Cumulative counters of one [`Table`], since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,7 +133,8 @@ impl Table {
         // Usually one block; the next one only if `target` falls between a
         // block's last key and its index key.
         while i < self.index.len() {
-            let block = self.data_block(i)?;
+            let data = self.data_block(i)?;
+            let block = self.block_bytes(&data);
             let mut it = BlockIter::new(block).map_err(|e| self.block_error(i, e))?;
             it.seek(block, &target).map_err(|e| self.block_error(i, e))?;
             if it.valid() {
@@ -211,25 +223,31 @@ impl Table {
     }
 
     /// The contents of data block `i`, checksummed on first use (see the
-    /// module docs). Counts a block read.
-    pub(crate) fn data_block(&self, i: usize) -> Result<&[u8]> {
-        let range = self.data_block_range(i)?;
-        self.bytes.get(range).ok_or_else(|| self.block_error(i, BlockError { at: 0, reason: "block out of range" }))
-    }
-
-    /// Like [`Table::data_block`], returning where the contents are in
-    /// [`Table::bytes`].
-    pub(crate) fn data_block_range(&self, i: usize) -> Result<Range<usize>> {
+    /// module docs), decompressed if stored compressed. Counts a block read.
+    pub(crate) fn data_block(&self, i: usize) -> Result<BlockData> {
         let handle = self.handle(i)?;
         self.stats.block_reads.fetch_add(1, Relaxed);
         let verify = !self.is_verified(i);
-        let contents = read_block(&self.bytes, handle, &self.path, verify)?;
+        let contents = read_block_any(&self.bytes, handle, &self.path, verify)?;
         if verify {
             self.mark_verified(i);
         }
-        // read_block proved the range is in bounds, so these cannot fail.
-        let start = usize::try_from(handle.offset).unwrap_or(usize::MAX);
-        Ok(start..start.saturating_add(contents.len()))
+        Ok(match contents {
+            Cow::Borrowed(b) => {
+                // read_block_any proved the range is in bounds.
+                let start = usize::try_from(handle.offset).unwrap_or(usize::MAX);
+                BlockData::Mapped(start..start.saturating_add(b.len()))
+            }
+            Cow::Owned(v) => BlockData::Owned(Arc::from(v)),
+        })
+    }
+
+    /// The bytes of a block returned by [`Table::data_block`].
+    pub(crate) fn block_bytes<'a>(&'a self, block: &'a BlockData) -> &'a [u8] {
+        match block {
+            BlockData::Mapped(range) => self.bytes.get(range.clone()).unwrap_or_default(),
+            BlockData::Owned(bytes) => bytes,
+        }
     }
 
     pub(crate) fn handle(&self, i: usize) -> Result<BlockHandle> {

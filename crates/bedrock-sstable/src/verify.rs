@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 
 use crate::block::{BlockError, BlockIter};
 use crate::filter;
-use crate::format::read_block;
+use crate::format::{read_block, read_block_any};
 use crate::index::decode_index;
 use crate::key::{compare_internal_keys, decode_internal_key, user_key};
 use crate::table::check_layout;
@@ -69,7 +69,8 @@ impl Table {
     fn verify_data_block(&self, i: usize, walk: &mut Walk) -> Result<()> {
         let entry = self.index().get(i).ok_or_else(|| Error::corruption(self.path(), 0, "index changed"))?;
         self.count_block_read();
-        let block = read_block(self.bytes(), entry.handle, self.path(), true)?;
+        let data = read_block_any(self.bytes(), entry.handle, self.path(), true)?;
+        let block: &[u8] = &data;
         self.mark_verified(i);
         let err = |at: usize, reason: &'static str| self.block_error(i, BlockError { at, reason });
         let mut it = BlockIter::new(block).map_err(|e| self.block_error(i, e))?;

@@ -19,7 +19,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 fn opts() -> TableOptions {
-    TableOptions { block_size_bytes: 128, restart_interval: 2, bloom_bits_per_key: 10 }
+    TableOptions { block_size_bytes: 128, restart_interval: 2, bloom_bits_per_key: 10, ..TableOptions::default() }
 }
 
 /// Checks everything a reader can do with `bytes` against `model`: open,
