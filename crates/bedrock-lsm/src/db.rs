@@ -11,7 +11,7 @@ use bedrock_sstable::{Table, ValueKind};
 use bedrock_wal::{FileSystem, Wal};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::iter::{DbIterator, InternalIterator, LevelIterator, MergingIterator};
+use crate::iter::{DbCursor, DbIterator, InternalIterator, LevelIterator, MergingIterator};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::snapshot::SnapshotList;
@@ -142,13 +142,24 @@ impl Db {
     /// Iterates keys in `[lower, upper)` (`upper = None`: to the end) as of
     /// now, ascending. An empty `lower` starts at the first key.
     pub fn iter(&self, lower: &[u8], upper: Option<&[u8]>) -> DbIterator {
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
-        DbIterator::new(self.inner.merged(), seq, lower, upper, None)
+        DbIterator::new(self.cursor(lower, upper))
     }
 
     /// Iterates keys in `[lower, upper)` as of `snapshot`.
     pub fn iter_at(&self, lower: &[u8], upper: Option<&[u8]>, snapshot: &Snapshot) -> DbIterator {
-        DbIterator::new(self.inner.merged(), snapshot.seq(), lower, upper, Some(snapshot.clone()))
+        DbIterator::new(self.cursor_at(lower, upper, snapshot))
+    }
+
+    /// A bidirectional cursor over keys in `[lower, upper)` as of now;
+    /// unpositioned until a seek.
+    pub fn cursor(&self, lower: &[u8], upper: Option<&[u8]>) -> DbCursor {
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        DbCursor::new(self.inner.merged(), seq, lower, upper, None)
+    }
+
+    /// A bidirectional cursor over keys in `[lower, upper)` as of `snapshot`.
+    pub fn cursor_at(&self, lower: &[u8], upper: Option<&[u8]>, snapshot: &Snapshot) -> DbCursor {
+        DbCursor::new(self.inner.merged(), snapshot.seq(), lower, upper, Some(snapshot.clone()))
     }
 
     /// Up to `limit` key-value pairs in `[lower, upper)` (`limit` 0 = no

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use bedrock_sstable::{compare_internal_keys, decode_internal_key, encode_internal_key, Table, TableIter, ValueKind};
+use bedrock_sstable::{compare_internal_keys, Table, TableIter};
 
 use crate::version::FileMeta;
 use crate::{Error, Result};
@@ -18,7 +18,11 @@ pub(crate) trait InternalIterator: Send {
     fn seek_to_first(&mut self);
     /// Positions at the first entry `>= target` (an internal key).
     fn seek(&mut self, target: &[u8]);
+    fn seek_to_last(&mut self);
+    /// Positions at the last entry `<= target`.
+    fn seek_for_prev(&mut self, target: &[u8]);
     fn next(&mut self);
+    fn prev(&mut self);
     fn valid(&self) -> bool;
     fn key(&self) -> &[u8];
     fn value(&self) -> &[u8];
@@ -32,8 +36,17 @@ impl InternalIterator for TableIter {
     fn seek(&mut self, target: &[u8]) {
         TableIter::seek(self, target)
     }
+    fn seek_to_last(&mut self) {
+        TableIter::seek_to_last(self)
+    }
+    fn seek_for_prev(&mut self, target: &[u8]) {
+        TableIter::seek_for_prev(self, target)
+    }
     fn next(&mut self) {
         TableIter::next(self)
+    }
+    fn prev(&mut self) {
+        TableIter::prev(self)
     }
     fn valid(&self) -> bool {
         TableIter::valid(self)
@@ -49,18 +62,35 @@ impl InternalIterator for TableIter {
     }
 }
 
-/// Merges child iterators into one sorted stream. Children are given
-/// newest first; for equal internal keys (which cannot happen between
-/// distinct sources in practice) the newer child wins. With the handful of
-/// children an LSM has, a linear scan for the minimum beats a heap.
+/// Merges child iterators into one sorted stream, in both directions.
+/// Internal keys are unique across children (a memtable and the SSTable it
+/// was flushed to are never in one super version together). With the
+/// handful of children an LSM has, a linear scan for the minimum beats a
+/// heap. Changing direction repositions every other child around the
+/// current key, as LevelDB's `MergingIterator` does.
 pub(crate) struct MergingIterator {
     children: Vec<Box<dyn InternalIterator>>,
     current: Option<usize>,
+    forward: bool,
 }
 
 impl MergingIterator {
     pub(crate) fn new(children: Vec<Box<dyn InternalIterator>>) -> Self {
-        MergingIterator { children, current: None }
+        MergingIterator { children, current: None, forward: true }
+    }
+
+    fn find_largest(&mut self) {
+        let mut best: Option<usize> = None;
+        for (i, child) in self.children.iter().enumerate() {
+            if !child.valid() {
+                continue;
+            }
+            best = match best {
+                Some(b) if compare_internal_keys(child.key(), self.children[b].key()) != Ordering::Greater => Some(b),
+                _ => Some(i),
+            };
+        }
+        self.current = best;
     }
 
     fn find_smallest(&mut self) {
@@ -81,21 +111,72 @@ impl MergingIterator {
 impl InternalIterator for MergingIterator {
     fn seek_to_first(&mut self) {
         self.children.iter_mut().for_each(|c| c.seek_to_first());
+        self.forward = true;
         self.find_smallest();
     }
 
     fn seek(&mut self, target: &[u8]) {
         self.children.iter_mut().for_each(|c| c.seek(target));
+        self.forward = true;
         self.find_smallest();
     }
 
+    fn seek_to_last(&mut self) {
+        self.children.iter_mut().for_each(|c| c.seek_to_last());
+        self.forward = false;
+        self.find_largest();
+    }
+
+    fn seek_for_prev(&mut self, target: &[u8]) {
+        self.children.iter_mut().for_each(|c| c.seek_for_prev(target));
+        self.forward = false;
+        self.find_largest();
+    }
+
     fn next(&mut self) {
-        if let Some(i) = self.current {
-            if let Some(child) = self.children.get_mut(i) {
-                child.next();
+        let Some(cur) = self.current else { return };
+        if !self.forward {
+            // Every other child is at or before the current key; move each
+            // to its first entry after it.
+            let key = self.key().to_vec();
+            for (i, child) in self.children.iter_mut().enumerate() {
+                if i != cur {
+                    child.seek(&key);
+                    if child.valid() && child.key() == key.as_slice() {
+                        child.next();
+                    }
+                }
             }
-            self.find_smallest();
+            self.forward = true;
         }
+        if let Some(child) = self.children.get_mut(cur) {
+            child.next();
+        }
+        self.find_smallest();
+    }
+
+    fn prev(&mut self) {
+        let Some(cur) = self.current else { return };
+        if self.forward {
+            // Every other child is after the current key; move each to its
+            // last entry before it.
+            let key = self.key().to_vec();
+            for (i, child) in self.children.iter_mut().enumerate() {
+                if i != cur {
+                    child.seek(&key);
+                    if child.valid() {
+                        child.prev();
+                    } else {
+                        child.seek_to_last();
+                    }
+                }
+            }
+            self.forward = false;
+        }
+        if let Some(child) = self.children.get_mut(cur) {
+            child.prev();
+        }
+        self.find_largest();
     }
 
     fn valid(&self) -> bool {
@@ -133,6 +214,24 @@ impl LevelIterator {
         self.current = self.files.get(index).map(|f| Table::iter(&f.table));
     }
 
+    /// Moves to the previous file's last entry while the current one is
+    /// exhausted (without error).
+    fn skip_exhausted_backward(&mut self) {
+        while let Some(it) = &self.current {
+            if it.valid() || it.status().is_err() {
+                return;
+            }
+            let Some(prev) = self.index.checked_sub(1) else {
+                self.current = None;
+                return;
+            };
+            self.open(prev);
+            if let Some(it) = &mut self.current {
+                it.seek_to_last();
+            }
+        }
+    }
+
     /// Moves to the next file's first entry while the current one is
     /// exhausted (without error).
     fn skip_exhausted(&mut self) {
@@ -167,11 +266,44 @@ impl InternalIterator for LevelIterator {
         self.skip_exhausted();
     }
 
+    fn seek_to_last(&mut self) {
+        match self.files.len().checked_sub(1) {
+            Some(last) => self.open(last),
+            None => self.current = None,
+        }
+        if let Some(it) = &mut self.current {
+            it.seek_to_last();
+        }
+        self.skip_exhausted_backward();
+    }
+
+    fn seek_for_prev(&mut self, target: &[u8]) {
+        // The first file whose largest key is >= target holds the answer or
+        // the answer is the last entry of the file before it.
+        let idx = self.files.partition_point(|f| compare_internal_keys(&f.largest, target) == Ordering::Less);
+        let Some(last) = self.files.len().checked_sub(1) else {
+            self.current = None;
+            return;
+        };
+        self.open(idx.min(last));
+        if let Some(it) = &mut self.current {
+            it.seek_for_prev(target);
+        }
+        self.skip_exhausted_backward();
+    }
+
     fn next(&mut self) {
         if let Some(it) = &mut self.current {
             it.next();
         }
         self.skip_exhausted();
+    }
+
+    fn prev(&mut self) {
+        if let Some(it) = &mut self.current {
+            it.prev();
+        }
+        self.skip_exhausted_backward();
     }
 
     fn valid(&self) -> bool {
@@ -194,95 +326,34 @@ impl InternalIterator for LevelIterator {
     }
 }
 
-/// The user's view of the database at a snapshot: for each user key in
-/// `[lower, upper)`, its newest version with sequence number `<= snapshot`,
-/// skipping keys whose newest version is a tombstone. Yields
+/// A forward iterator over the user's view of the database at a snapshot:
+/// for each user key in `[lower, upper)`, its newest version with sequence
+/// number `<= snapshot`, skipping deleted keys. Yields
 /// `Result<(key, value)>`; an I/O or corruption error is yielded once and
-/// ends the iteration.
+/// ends the iteration. For backward iteration and seeks use [`DbCursor`]
+/// ([`DbIterator::into_cursor`] or `Db::cursor`).
 ///
 /// The iterator holds the memtables and SSTables it started with, so it is
 /// consistent while flushes and compactions run.
 pub struct DbIterator {
-    inner: MergingIterator,
-    snapshot: u64,
-    upper: Option<Vec<u8>>,
+    cursor: DbCursor,
     started: bool,
-    lower: Vec<u8>,
     done: bool,
-    _guard: Option<crate::Snapshot>,
 }
 
 impl DbIterator {
-    pub(crate) fn new(
-        inner: MergingIterator,
-        snapshot: u64,
-        lower: &[u8],
-        upper: Option<&[u8]>,
-        guard: Option<crate::Snapshot>,
-    ) -> Self {
-        DbIterator {
-            inner,
-            snapshot,
-            lower: lower.to_vec(),
-            upper: upper.map(<[u8]>::to_vec),
-            started: false,
-            done: false,
-            _guard: guard,
-        }
+    pub(crate) fn new(cursor: DbCursor) -> Self {
+        DbIterator { cursor, started: false, done: false }
     }
 
     /// The sequence number this iterator reads at.
     pub fn snapshot_seq(&self) -> u64 {
-        self.snapshot
+        self.cursor.snapshot_seq()
     }
 
-    fn start(&mut self) {
-        self.started = true;
-        if self.lower.is_empty() {
-            self.inner.seek_to_first();
-        } else {
-            let mut target = Vec::new();
-            encode_internal_key(&self.lower, bedrock_sstable::MAX_SEQUENCE, ValueKind::Put, &mut target);
-            self.inner.seek(&target);
-        }
-    }
-
-    /// Skips to the first entry of the next user key after `user_key`.
-    fn skip_key(&mut self, user_key: &[u8]) {
-        while self.inner.valid() {
-            match decode_internal_key(self.inner.key()) {
-                Some((k, _, _)) if k == user_key => self.inner.next(),
-                _ => return,
-            }
-        }
-    }
-
-    fn advance(&mut self) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
-        loop {
-            if !self.inner.valid() {
-                return self.inner.status().err().map(Err);
-            }
-            let Some((user_key, seq, kind)) = decode_internal_key(self.inner.key()) else {
-                return Some(Err(Error::Corruption {
-                    path: Default::default(),
-                    offset: 0,
-                    reason: "malformed internal key in iterator".into(),
-                }));
-            };
-            let user_key = user_key.to_vec();
-            if self.upper.as_deref().is_some_and(|u| user_key.as_slice() >= u) {
-                return None;
-            }
-            if seq > self.snapshot {
-                self.inner.next();
-                continue;
-            }
-            let value = self.inner.value().to_vec();
-            self.skip_key(&user_key);
-            if kind == ValueKind::Put {
-                return Some(Ok((user_key, value)));
-            }
-        }
+    /// The underlying cursor, for seeks and backward steps.
+    pub fn into_cursor(self) -> DbCursor {
+        self.cursor
     }
 }
 
@@ -293,13 +364,18 @@ impl Iterator for DbIterator {
         if self.done {
             return None;
         }
-        if !self.started {
-            self.start();
+        if self.started {
+            self.cursor.next();
+        } else {
+            self.started = true;
+            self.cursor.seek_to_first();
         }
-        let item = self.advance();
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
+        if self.cursor.valid() {
+            return Some(Ok((self.cursor.key().to_vec(), self.cursor.value().to_vec())));
         }
-        item
+        self.done = true;
+        self.cursor.status().err().map(Err)
     }
 }
+
+pub use crate::cursor::DbCursor;

@@ -143,9 +143,27 @@ impl InternalIterator for MemtableIter {
         self.load(Bound::Included(&MemKey(target.to_vec())));
     }
 
+    fn seek_to_last(&mut self) {
+        self.current = self.mem.map.back().map(|e| (e.key().0.clone(), e.value().clone()));
+    }
+
+    fn seek_for_prev(&mut self, target: &[u8]) {
+        let bound = MemKey(target.to_vec());
+        self.current =
+            self.mem.map.upper_bound(Bound::Included(&bound)).map(|e| (e.key().0.clone(), e.value().clone()));
+    }
+
     fn next(&mut self) {
         if let Some((key, _)) = self.current.take() {
             self.load(Bound::Excluded(&MemKey(key)));
+        }
+    }
+
+    fn prev(&mut self) {
+        if let Some((key, _)) = self.current.take() {
+            let bound = MemKey(key);
+            self.current =
+                self.mem.map.upper_bound(Bound::Excluded(&bound)).map(|e| (e.key().0.clone(), e.value().clone()));
         }
     }
 

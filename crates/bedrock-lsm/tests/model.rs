@@ -20,6 +20,10 @@ enum Op {
     GetAt(u8, usize),
     Scan(u8, u8, usize),
     ScanAt(u8, u8, usize),
+    /// A cursor walk: start (0 = seek, 1 = seek_for_prev, 2 = first, 3 =
+    /// last) at a key, then steps (true = next, false = prev), over the
+    /// range between two keys, at the latest state or a snapshot.
+    Walk(u8, u8, u8, u8, Vec<bool>, Option<usize>),
     Flush,
     Reopen,
     PowerCut(u64),
@@ -42,6 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<u8>(), any::<usize>()).prop_map(|(k, s)| Op::GetAt(k, s)),
         2 => (any::<u8>(), any::<u8>(), 0..5usize).prop_map(|(a, b, l)| Op::Scan(a, b, l)),
         1 => (any::<u8>(), any::<u8>(), any::<usize>()).prop_map(|(a, b, s)| Op::ScanAt(a, b, s)),
+        3 => (0..4u8, any::<u8>(), any::<u8>(), any::<u8>(), prop::collection::vec(any::<bool>(), 0..12), prop::option::of(any::<usize>()))
+            .prop_map(|(how, at, a, b, steps, snap)| Op::Walk(how, at, a, b, steps, snap)),
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => any::<u64>().prop_map(Op::PowerCut),
@@ -136,6 +142,55 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let (lo, hi) = bounds(a, b);
                     let got: Vec<_> = d.iter_at(&lo, Some(&hi), snap).collect::<Result<_, _>>().unwrap();
                     prop_assert_eq!(got, range(m, a, b, 0));
+                }
+            }
+            Op::Walk(how, at, a, b, steps, snap) => {
+                let (lo, hi) = bounds(a, b);
+                let (m, mut cursor) = match snap.and_then(|s| snapshots.get(s % snapshots.len().max(1))) {
+                    Some((snap, m)) => (m, d.cursor_at(&lo, Some(&hi), snap)),
+                    None => (&model, d.cursor(&lo, Some(&hi))),
+                };
+                let keys: Vec<(&Vec<u8>, &Vec<u8>)> = m.range(lo.clone()..hi.clone()).collect();
+                let target = key(at);
+                // Position in `keys` the model expects, None = invalid.
+                let mut pos: Option<usize> = match how {
+                    0 => {
+                        cursor.seek(&target);
+                        keys.iter().position(|(k, _)| **k >= target)
+                    }
+                    1 => {
+                        cursor.seek_for_prev(&target);
+                        keys.iter().rposition(|(k, _)| **k <= target)
+                    }
+                    2 => {
+                        cursor.seek_to_first();
+                        (!keys.is_empty()).then_some(0)
+                    }
+                    _ => {
+                        cursor.seek_to_last();
+                        keys.len().checked_sub(1)
+                    }
+                };
+                for step in std::iter::once(None).chain(steps.into_iter().map(Some)) {
+                    match step {
+                        Some(true) if pos.is_some() => {
+                            cursor.next();
+                            pos = pos.map(|p| p + 1).filter(|p| *p < keys.len());
+                        }
+                        Some(false) if pos.is_some() => {
+                            cursor.prev();
+                            pos = pos.and_then(|p| p.checked_sub(1));
+                        }
+                        _ => {}
+                    }
+                    cursor.status().unwrap();
+                    match pos {
+                        Some(p) => {
+                            prop_assert!(cursor.valid(), "cursor invalid, model at {:?}", keys[p].0);
+                            prop_assert_eq!((cursor.key(), cursor.value()), (keys[p].0.as_slice(), keys[p].1.as_slice()));
+                        }
+                        None => prop_assert!(!cursor.valid(), "cursor at {:?}, model invalid", cursor.key()),
+                    }
                 }
             }
             Op::Flush => d.flush().unwrap(),

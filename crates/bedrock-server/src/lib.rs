@@ -1,1 +1,48 @@
-//! placeholder
+//! The `bedrock` binary's library: the server (HTTP/1.1 and gRPC client API
+//! on one port), the CLI client and the benchmark.
+//!
+//! The server is single-node for now: requests go straight to a
+//! `bedrock_txn::Db` (replication through `bedrock-raft` comes later and
+//! will sit between [`store::Store`] and the front ends). What it does:
+//!
+//! - [`http`]: curl-friendly routes (`PUT /put?key=K`, `GET /get?key=K`, …).
+//! - [`grpc`]: the `bedrock.v1.KV` service from `bedrock-proto`.
+//! - [`serve`]: one listener for both (HTTP/1.1 and h2c), graceful shutdown.
+//! - [`store`]: the async face of the database; every storage call runs on
+//!   tokio's blocking pool because writes fsync.
+//! - [`txn`]: etcd-style compare-and-swap transactions, retried on conflict.
+//! - [`error`]: the one mapping of storage errors to HTTP and gRPC codes.
+//!
+//! What it does not do: authentication, TLS, or any request path that
+//! panics on client input (every decode is checked).
+//!
+//! Limits: keys are 1..=8 KiB and values at most 8 MiB by default (the
+//! storage layer's options); a request may not exceed
+//! [`store::MAX_REQUEST_BYTES`].
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use bedrock_server::cli::ServeArgs;
+//! let args = ServeArgs {
+//!     data_dir: "bedrock-data".into(),
+//!     client_addr: "127.0.0.1:8080".parse()?,
+//!     raft_addr: "127.0.0.1:9000".parse()?,
+//!     id: 1,
+//!     sync: bedrock_wal::SyncPolicy::Always,
+//! };
+//! bedrock_server::serve::run(args).await?; // until SIGINT or SIGTERM
+//! # Ok(()) }
+//! ```
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod json;
+pub mod read;
+pub mod serve;
+pub mod store;
+pub mod txn;

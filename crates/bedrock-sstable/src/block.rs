@@ -269,6 +269,52 @@ impl BlockIter {
         self.scan_to(block, target)
     }
 
+    /// Positions at the last entry (invalid if the block is empty).
+    pub(crate) fn seek_to_last(&mut self, block: &[u8]) -> Result<(), BlockError> {
+        self.valid = false;
+        let Some(last) = self.num_restarts.checked_sub(1) else { return Ok(()) };
+        self.key.clear();
+        self.next = self.restart_offset(block, last)?;
+        self.step(block)?;
+        while self.valid && self.next < self.entries_end {
+            self.step(block)?;
+        }
+        Ok(())
+    }
+
+    /// Moves to the previous entry (invalid before the first): re-decodes
+    /// forward from the last restart point before the current entry, as
+    /// LevelDB's `Block::Iter::Prev` does.
+    pub(crate) fn prev(&mut self, block: &[u8]) -> Result<(), BlockError> {
+        if !self.valid {
+            return Ok(());
+        }
+        let original = self.current;
+        self.valid = false;
+        // The last restart point strictly before the current entry.
+        let (mut lo, mut hi) = (0usize, self.num_restarts);
+        while lo < hi {
+            let mid = lo.midpoint(hi);
+            if self.restart_offset(block, mid)? < original {
+                lo = mid.checked_add(1).ok_or(damaged(original, "restart index overflow"))?;
+            } else {
+                hi = mid;
+            }
+        }
+        let Some(restart) = lo.checked_sub(1) else { return Ok(()) };
+        self.key.clear();
+        self.next = self.restart_offset(block, restart)?;
+        self.step(block)?;
+        while self.valid && self.next < original {
+            self.step(block)?;
+        }
+        if !self.valid || self.next != original {
+            self.valid = false;
+            return Err(damaged(original, "entries do not lead to the current entry"));
+        }
+        Ok(())
+    }
+
     fn seek_to_first_then(&mut self, block: &[u8], target: &[u8]) -> Result<(), BlockError> {
         self.seek_to_first(block)?;
         self.scan_to(block, target)
@@ -392,6 +438,22 @@ mod tests {
             let it = BlockIter::new(&block).unwrap();
             assert_eq!(it.num_restarts(), 50usize.div_ceil(interval));
         }
+    }
+
+    #[test]
+    fn prev_and_seek_to_last_walk_backwards() {
+        let keys: Vec<Vec<u8>> = (0..20u64).map(|i| ik(format!("k{i:02}").as_bytes(), 1)).collect();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = keys.iter().map(|k| (k.clone(), b"v".to_vec())).collect();
+        let block = build(&entries, 3);
+        let mut it = BlockIter::new(&block).unwrap();
+        it.seek_to_last(&block).unwrap();
+        let mut back = Vec::new();
+        while it.valid() {
+            back.push(it.key().to_vec());
+            it.prev(&block).unwrap();
+        }
+        back.reverse();
+        assert_eq!(back, keys);
     }
 
     #[test]

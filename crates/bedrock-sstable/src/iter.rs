@@ -59,6 +59,41 @@ impl TableIter {
         }
     }
 
+    /// Positions at the table's last entry (invalid if the table is empty).
+    pub fn seek_to_last(&mut self) {
+        let Some(last) = self.table.index().len().checked_sub(1) else {
+            self.cursor = None;
+            return;
+        };
+        if self.load(last) {
+            self.with_cursor(|it, block| it.seek_to_last(block));
+            self.skip_exhausted_blocks_backward();
+        }
+    }
+
+    /// Positions at the last entry whose internal key is `<= target_ikey`
+    /// (invalid if there is none).
+    pub fn seek_for_prev(&mut self, target_ikey: &[u8]) {
+        self.seek(target_ikey);
+        if self.error.is_some() {
+            return;
+        }
+        if !self.valid() {
+            self.seek_to_last();
+        } else if crate::compare_internal_keys(self.key(), target_ikey) == std::cmp::Ordering::Greater {
+            self.prev();
+        }
+    }
+
+    /// Moves to the previous entry. Does nothing if not valid.
+    pub fn prev(&mut self) {
+        if !self.valid() {
+            return;
+        }
+        self.with_cursor(|it, block| it.prev(block));
+        self.skip_exhausted_blocks_backward();
+    }
+
     /// Moves to the next entry. Does nothing if not valid.
     pub fn next(&mut self) {
         if !self.valid() {
@@ -139,6 +174,21 @@ impl TableIter {
                 return;
             }
             self.with_cursor(|it, block| it.seek_to_first(block));
+        }
+    }
+
+    /// Moves to the last entry of an earlier block while the current block
+    /// is exhausted going backwards.
+    fn skip_exhausted_blocks_backward(&mut self) {
+        while self.error.is_none() && self.cursor.as_ref().is_some_and(|it| !it.valid()) {
+            let Some(prev) = self.block.checked_sub(1) else {
+                self.cursor = None;
+                return;
+            };
+            if !self.load(prev) {
+                return;
+            }
+            self.with_cursor(|it, block| it.seek_to_last(block));
         }
     }
 }

@@ -81,6 +81,29 @@ proptest! {
             it.status().unwrap();
         }
 
+        // Backwards: a full reverse scan, and seek_for_prev at each probe.
+        let mut back = Vec::new();
+        it.seek_to_last();
+        while it.valid() {
+            back.push((it.key().to_vec(), it.value().to_vec()));
+            it.prev();
+        }
+        it.status().unwrap();
+        back.reverse();
+        prop_assert_eq!(&back, &want);
+        for (k, seq) in &probes {
+            let target = ikey(k, *seq, ValueKind::Put);
+            it.seek_for_prev(&target);
+            let expected = want.iter().rev().find(|(ik, _)| compare_internal_keys(ik, &target) != std::cmp::Ordering::Greater);
+            match expected {
+                Some((ik, v)) => {
+                    prop_assert!(it.valid());
+                    prop_assert_eq!((it.key(), it.value()), (&ik[..], &v[..]));
+                }
+                None => prop_assert!(!it.valid()),
+            }
+        }
+
         prop_assert_eq!(table.verify().unwrap(), want.len() as u64);
     }
 }

@@ -1,0 +1,180 @@
+//! Command-line interface of the `bedrock` binary (clap definitions only;
+//! each subcommand is carried out by [`crate::serve`], [`crate::client`] or
+//! [`crate::bench`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bedrock_wal::SyncPolicy;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Bedrock: a durable, transactional key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "bedrock", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Client API endpoints (host:port or http://host:port), comma-separated;
+    /// the client commands try them in order until one connects.
+    #[arg(long, global = true, env = "BEDROCK_ENDPOINTS", default_value = "127.0.0.1:8080", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a server (single node for now).
+    Serve(ServeArgs),
+    /// Write KEY=VALUE.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Print the value of KEY (exit code 1 if it does not exist).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Delete KEY.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Print the keys in [START, END) as `key<TAB>value` lines.
+    Scan {
+        /// First key (inclusive); default: the smallest key.
+        start: Option<String>,
+        /// End key (exclusive); default: no upper bound.
+        end: Option<String>,
+        /// At most this many entries; 0 means no limit.
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+    },
+    /// Run a transaction given as JSON (the shape of HTTP `POST /txn`) and
+    /// print the JSON result.
+    Txn {
+        /// File holding the JSON; `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+    /// Load-test a server through the gRPC API.
+    Bench(BenchArgs),
+}
+
+/// Options of `bedrock serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory holding the database (created if missing).
+    #[arg(long, env = "BEDROCK_DATA_DIR", default_value = "bedrock-data")]
+    pub data_dir: PathBuf,
+    /// Address of the client API (HTTP/1.1 and gRPC on one port); port 0
+    /// picks a free port, printed on standard output.
+    #[arg(long, env = "BEDROCK_CLIENT_ADDR", default_value = "127.0.0.1:8080")]
+    pub client_addr: SocketAddr,
+    /// Address for Raft peer traffic. Accepted and logged; replication is
+    /// not implemented yet, so nothing listens on it.
+    #[arg(long, env = "BEDROCK_RAFT_ADDR", default_value = "127.0.0.1:9000")]
+    pub raft_addr: SocketAddr,
+    /// This node's id in the cluster.
+    #[arg(long, env = "BEDROCK_ID", default_value_t = 1)]
+    pub id: u64,
+    /// When the write-ahead log is fsynced: `always` (before every
+    /// acknowledgement, with group commit), `every-ms=N` (in the
+    /// background every N ms: a power cut loses up to N ms of acknowledged
+    /// writes) or `never` (the OS decides; a process crash loses nothing, a
+    /// power cut may lose much).
+    #[arg(long, env = "BEDROCK_SYNC", default_value = "always", value_parser = parse_sync)]
+    pub sync: SyncPolicy,
+}
+
+/// Parses `always`, `never` or `every-ms=N` (N >= 1).
+pub fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
+    match s {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        _ => match s.strip_prefix("every-ms=").map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => Ok(SyncPolicy::EveryMs(ms)),
+            _ => Err(format!("expected always, never or every-ms=N (N >= 1), got {s:?}")),
+        },
+    }
+}
+
+/// Operation measured by `bedrock bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchOp {
+    /// Durable single-key writes.
+    Put,
+    /// Single-key reads of preloaded keys.
+    Get,
+}
+
+/// Options of `bedrock bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The operation to measure.
+    #[arg(long, value_enum, default_value_t = BenchOp::Put)]
+    pub op: BenchOp,
+    /// Concurrent gRPC clients, each with its own connection.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// Total number of requests over all clients.
+    #[arg(long, default_value_t = 100_000)]
+    pub requests: u64,
+    /// Keys are drawn uniformly from this many distinct keys (and `get`
+    /// preloads all of them).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_space: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Stop after this many seconds even if requests remain.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Print the result as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["bedrock", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!(args.data_dir, PathBuf::from("bedrock-data"));
+        assert_eq!(args.client_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.raft_addr.to_string(), "127.0.0.1:9000");
+        assert_eq!(args.id, 1);
+        assert_eq!(args.sync, SyncPolicy::Always);
+    }
+
+    #[test]
+    fn sync_policies() {
+        assert_eq!(parse_sync("never"), Ok(SyncPolicy::Never));
+        assert_eq!(parse_sync("every-ms=5"), Ok(SyncPolicy::EveryMs(5)));
+        assert!(parse_sync("every-ms=0").is_err());
+        assert!(parse_sync("every-ms=").is_err());
+        assert!(parse_sync("sometimes").is_err());
+    }
+
+    #[test]
+    fn endpoints_are_comma_separated() {
+        let cli = Cli::try_parse_from(["bedrock", "--endpoints", "a:1,b:2", "get", "k"]).unwrap();
+        assert_eq!(cli.endpoints, vec!["a:1", "b:2"]);
+        let cli = Cli::try_parse_from(["bedrock", "scan", "a", "--limit", "3"]).unwrap();
+        assert!(matches!(cli.command, Command::Scan { limit: 3, end: None, .. }));
+    }
+}

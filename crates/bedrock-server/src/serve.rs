@@ -1,0 +1,158 @@
+//! `bedrock serve`: opens the database and serves the client API, HTTP/1.1
+//! and gRPC on one port, until SIGINT or SIGTERM.
+//!
+//! One axum `Router` holds the HTTP routes ([`crate::http`]) merged with
+//! the tonic routes of the `bedrock.v1.KV` service (`/bedrock.v1.KV/*`), and
+//! `axum::serve` runs it on one listener: hyper's automatic connection
+//! builder speaks HTTP/1.1 (curl) and, on seeing the HTTP/2 preface,
+//! cleartext HTTP/2 (gRPC clients), as etcd does.
+//!
+//! Shutdown: the first signal stops accepting connections and lets
+//! in-flight requests finish (up to [`DRAIN_TIMEOUT`], or until a second
+//! signal); then the memtables are flushed and the process exits 0.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use bedrock_txn::{Db, Options};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::cli::ServeArgs;
+use crate::error::ApiError;
+use crate::grpc::KvService;
+use crate::http;
+use crate::store::{Limits, Store};
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened.
+    #[error("cannot open the database in {}", dir.display())]
+    Open {
+        /// The data directory.
+        dir: PathBuf,
+        /// The storage error.
+        source: bedrock_txn::Error,
+    },
+    /// The client address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// Installing the signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The server stopped on an I/O error.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+    /// The final flush failed; the data is still safe in the write-ahead log.
+    #[error("flush on shutdown failed: {0}")]
+    Flush(ApiError),
+}
+
+/// The client API of `store`: HTTP routes and gRPC service on one router.
+pub fn app(store: Store) -> Router {
+    let grpc = tonic::service::Routes::new(KvService::new(store.clone()).into_server()).prepare().into_axum_router();
+    // tonic's router brings a gRPC `Unimplemented` fallback; ours replaces
+    // it and answers plain HTTP requests with a readable 404.
+    http::router(store).merge(grpc).fallback(http::not_found)
+}
+
+/// Runs `bedrock serve` until a shutdown signal; returns after the flush.
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    info!(id = args.id, data_dir = %args.data_dir.display(), sync = ?args.sync, "opening database");
+    let mut options = Options::with_dir(&args.data_dir);
+    options.wal.sync = args.sync;
+    let store = open(options).await?;
+    let listener = TcpListener::bind(args.client_addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
+    // Handlers are installed before the address is announced, so a signal
+    // sent as soon as the line is read is already a graceful shutdown.
+    let mut signals = Signals::new().map_err(ServeError::Signals)?;
+    info!(raft_addr = %args.raft_addr, "raft address accepted; replication is not implemented yet");
+    info!(%addr, "serving client API (HTTP/1.1 and gRPC)");
+    println!("bedrock: serving client API on {addr}");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(store.clone()))
+        .with_graceful_shutdown(async move {
+            // A dropped sender also means stop.
+            let _ = stop_rx.await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+
+    tokio::select! {
+        // Without a signal the server only stops on an error.
+        result = &mut server => return server_result(result),
+        name = signals.next() => info!(signal = name, "shutting down: draining in-flight requests"),
+    }
+    let _ = stop_tx.send(());
+    tokio::select! {
+        result = &mut server => server_result(result)?,
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            warn!(timeout = ?DRAIN_TIMEOUT, "requests still in flight after the drain timeout");
+            server.abort();
+        }
+        name = signals.next() => {
+            warn!(signal = name, "second signal: not waiting for in-flight requests");
+            server.abort();
+        }
+    }
+    info!("flushing memtables");
+    store.flush().await.map_err(ServeError::Flush)?;
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// Opens the database on the blocking pool.
+async fn open(options: Options) -> Result<Store, ServeError> {
+    let dir = options.dir.clone();
+    let limits = Limits { max_key_bytes: options.max_key_bytes };
+    let opened = tokio::task::spawn_blocking(move || Db::open(options))
+        .await
+        .map_err(|join| ServeError::Serve(std::io::Error::other(join)))?;
+    let db = opened.map_err(|source| ServeError::Open { dir, source })?;
+    Ok(Store::new(db, limits))
+}
+
+fn server_result(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(ServeError::Serve(err)),
+        Err(join) => Err(ServeError::Serve(std::io::Error::other(join))),
+    }
+}
+
+/// SIGINT and SIGTERM, installed once.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    /// Waits for the next signal and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The async face of the database used by both front ends: validates keys,
+//! runs every (blocking, fsyncing) storage call on tokio's blocking pool and
+//! converts storage errors into [`ApiError`]s.
+
+use bedrock_txn::Db;
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::read::{self, KeyValue, ScanChunk, ScanRange};
+use crate::txn::{self, TxnRequest, TxnResponse};
+
+/// Largest request accepted on either protocol (an HTTP body or a gRPC
+/// message), and largest gRPC message sent, in bytes: room for a maximal key
+/// and value (8 KiB and 8 MiB by default) and for a transaction carrying
+/// several. Values over the storage limit are rejected by the storage layer
+/// with a precise message. gRPC clients need the same receive limit to read
+/// large values (tonic's default is 4 MiB).
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+/// Request limits the server checks before reaching the storage layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest accepted key, in bytes (the storage layer's `max_key_bytes`).
+    pub max_key_bytes: usize,
+}
+
+impl Limits {
+    /// Rejects an empty key or one longer than `max_key_bytes`. Writes are
+    /// checked again by the storage layer; checking here too makes reads of
+    /// impossible keys an error instead of a silent miss.
+    pub fn check_key(&self, key: &[u8]) -> Result<(), ApiError> {
+        if key.is_empty() {
+            return Err(ApiError::invalid("key must not be empty"));
+        }
+        if key.len() > self.max_key_bytes {
+            return Err(ApiError::InvalidArgument(format!(
+                "key of {} bytes exceeds the limit of {} bytes",
+                key.len(),
+                self.max_key_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A value read with the revision of the snapshot it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read<T> {
+    /// What was read.
+    pub value: T,
+    /// The snapshot's revision.
+    pub revision: u64,
+}
+
+/// Cheap to clone: a handle to the database plus the request limits.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    limits: Limits,
+}
+
+/// Number of scan chunks buffered between the storage thread and a slow
+/// gRPC client before the storage thread waits.
+const SCAN_CHANNEL_CHUNKS: usize = 4;
+
+impl Store {
+    /// Wraps an open database.
+    pub fn new(db: Db, limits: Limits) -> Store {
+        Store { db, limits }
+    }
+
+    /// The limits requests are checked against.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Reads `key` (`None`: missing).
+    pub async fn get(&self, key: Vec<u8>) -> Result<Read<Option<Vec<u8>>>, ApiError> {
+        self.limits.check_key(&key)?;
+        let db = self.db.clone();
+        blocking(move || read::get(&db, &key)).await
+    }
+
+    /// Writes `key` durably; returns the commit revision.
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<u64, ApiError> {
+        self.limits.check_key(&key)?;
+        let db = self.db.clone();
+        blocking(move || db.put(&key, &value).map_err(ApiError::from)).await
+    }
+
+    /// Deletes `key` durably; returns the commit revision.
+    pub async fn delete(&self, key: Vec<u8>) -> Result<u64, ApiError> {
+        self.limits.check_key(&key)?;
+        let db = self.db.clone();
+        blocking(move || db.delete(&key).map_err(ApiError::from)).await
+    }
+
+    /// Reads the whole `range` into memory (callers bound it with a limit).
+    pub async fn scan(&self, range: ScanRange) -> Result<Read<Vec<KeyValue>>, ApiError> {
+        let db = self.db.clone();
+        blocking(move || read::collect(&db, &range)).await
+    }
+
+    /// Streams `range` in chunks read from one snapshot. The storage work
+    /// runs on the blocking pool and stops when the receiver is dropped.
+    pub fn scan_stream(&self, range: ScanRange) -> mpsc::Receiver<Result<ScanChunk, ApiError>> {
+        let (tx, rx) = mpsc::channel(SCAN_CHANNEL_CHUNKS);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let sink = |chunk| tx.blocking_send(Ok(chunk)).is_ok();
+            if let Err(err) = read::stream(&db, &range, sink) {
+                // The receiver may be gone already; then nobody is waiting.
+                let _ = tx.blocking_send(Err(err));
+            }
+        });
+        rx
+    }
+
+    /// Runs a compare-and-swap transaction (retrying on conflicts).
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, ApiError> {
+        req.validate(&self.limits)?;
+        let db = self.db.clone();
+        blocking(move || txn::execute(&db, &req)).await
+    }
+
+    /// Flushes memtables to SSTables (on graceful shutdown).
+    pub async fn flush(&self) -> Result<(), ApiError> {
+        let db = self.db.clone();
+        blocking(move || db.flush().map_err(ApiError::from)).await
+    }
+}
+
+/// Runs a blocking storage call on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_limits() {
+        let limits = Limits { max_key_bytes: 3 };
+        assert!(limits.check_key(b"").is_err());
+        assert!(limits.check_key(b"abc").is_ok());
+        let err = limits.check_key(b"abcd").unwrap_err();
+        assert_eq!(err.to_string(), "key of 4 bytes exceeds the limit of 3 bytes");
+    }
+}

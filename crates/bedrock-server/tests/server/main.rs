@@ -1,0 +1,10 @@
+//! End-to-end tests of the `bedrock` binary: each test starts real server
+//! processes on loopback ports chosen by the OS, with their own temporary
+//! data directories.
+
+mod cli;
+mod common;
+mod crash;
+mod grpc_api;
+mod http_api;
+mod shutdown;
