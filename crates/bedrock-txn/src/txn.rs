@@ -1,102 +1,146 @@
-//! Transactions: optimistic read-write ([`Transaction`]) and snapshot
-//! read-only ([`ReadTransaction`]).
+//! [`Transaction`]: a read-write transaction, optimistic or pessimistic.
 //!
-//! # Isolation
-//! A read-write transaction reads at a snapshot taken when it begins, sees
-//! its own writes, and buffers its writes. At commit, under the engine's
-//! write lock, it checks that no key it read and no range it scanned has a
-//! version newer than its snapshot (backward validation, Kung & Robinson,
-//! "On Optimistic Methods for Concurrency Control", 1981); if one does, it
-//! fails with [`Error::Conflict`] and writes nothing. Otherwise all its
-//! writes commit as one WAL record with one sequence number. Validating
-//! reads *and* scanned ranges against every later commit makes the history
-//! serializable in commit order, phantoms included: a transaction that
-//! scanned a range conflicts with a concurrent insert into it.
+//! Both modes buffer writes in the transaction (read-your-writes) and
+//! commit them as one write batch, applied only if [`crate::validate`]
+//! accepts what the transaction observed. They differ in how reads are
+//! made:
 //!
-//! The check is a pure function of (reads, scanned ranges, snapshot,
-//! store state), see [`validate`], so a replicated log can run it
-//! deterministically on every replica at apply time.
+//! - **Optimistic**: every read is at the snapshot taken at begin and
+//!   takes no lock; a concurrent commit to something read makes the commit
+//!   fail with [`Error::Conflict`].
+//! - **Pessimistic** (strict two-phase locking, see the `pessimistic`
+//!   module): a read first takes a shared lock on the key, a write (and
+//!   [`Transaction::get_for_update`]) an exclusive one, and the read then
+//!   sees the *latest* committed value. Locks are held until the
+//!   transaction ends, so other transactions cannot change what it read;
+//!   validation at commit still catches non-transactional writes
+//!   ([`crate::Db::put`]) and inserts into scanned ranges, which locks on
+//!   keys cannot see.
+//!
+//! `commit` and `rollback` take `self`, so using a transaction after it
+//! ended does not compile. Dropping a transaction rolls it back and
+//! releases its locks.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::collections::{BTreeMap, HashMap};
 
-use bedrock_lsm::{LatestView, Snapshot, WriteBatch};
+use bedrock_lsm::{Snapshot, WriteBatch};
 
-use crate::{Db, Error, Result};
+use crate::lock::{LockMode, TxnId};
+use crate::{Db, Error, ReadSet, Result, TxnOptions};
 
-/// Keys read and ranges scanned by a transaction: what commit validates.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadSet {
-    /// Point reads (keys not found count too).
-    pub keys: Vec<Vec<u8>>,
-    /// Scanned ranges `[start, end)`; `end = None` is unbounded.
-    pub ranges: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
+/// Fixed part of [`WriteBatch::approximate_bytes`] (sequence and count).
+const BATCH_HEADER_BYTES: usize = 18;
 
-/// Checks `reads` against the latest state: `Err(Conflict)` if any key
-/// read, or any key in a scanned range, has a version with a sequence
-/// number greater than `snapshot_seq`.
-///
-/// # Errors
-/// [`Error::Conflict`] naming the first changed key (or range start);
-/// [`Error::Storage`] if reading the store fails.
-pub fn validate(view: &LatestView<'_>, reads: &ReadSet, snapshot_seq: u64) -> Result<()> {
-    for key in &reads.keys {
-        if view.latest_seq(key)?.is_some_and(|seq| seq > snapshot_seq) {
-            return Err(Error::Conflict { key: key.clone() });
-        }
-    }
-    for (start, end) in &reads.ranges {
-        if view.range_modified_after(start, end.as_deref(), snapshot_seq)? {
-            return Err(Error::Conflict { key: start.clone() });
-        }
-    }
-    Ok(())
-}
-
-/// An optimistic read-write transaction. Dropping it without
-/// [`Transaction::commit`] rolls it back (it holds no locks).
+/// A read-write transaction. Start one with [`Db::begin_transaction`]
+/// (optimistic) or [`Db::begin_transaction_with`]. Dropping it without
+/// [`Transaction::commit`] rolls it back and releases its locks.
 #[derive(Debug)]
 pub struct Transaction {
-    db: Db,
-    snapshot: Snapshot,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    reads: ReadSet,
-    write_bytes: usize,
+    pub(crate) db: Db,
+    pub(crate) id: TxnId,
+    pub(crate) options: TxnOptions,
+    /// Taken at begin; optimistic reads use it.
+    pub(crate) snapshot: Snapshot,
+    pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Sum of the batch sizes of `writes` (header excluded).
+    pub(crate) write_bytes: usize,
+    pub(crate) reads: ReadSet,
+    /// Locks held in the lock manager (pessimistic mode, or an optimistic
+    /// commit in progress).
+    pub(crate) locks: HashMap<Vec<u8>, LockMode>,
+    /// Rolled back as a deadlock victim.
+    pub(crate) aborted: bool,
+    /// Off only through the test hook [`Transaction::disable_validation_for_testing`].
+    pub(crate) validation: bool,
 }
 
 impl Transaction {
-    pub(crate) fn new(db: Db) -> Self {
-        let snapshot = db.lsm.snapshot();
-        Transaction { db, snapshot, writes: BTreeMap::new(), reads: ReadSet::default(), write_bytes: 0 }
+    pub(crate) fn new(db: Db, options: TxnOptions) -> Self {
+        let snapshot = db.lsm().snapshot();
+        let id = db.shared.next_txn_id();
+        if options.pessimistic {
+            db.shared.pessimistic_started();
+        }
+        Transaction {
+            db,
+            id,
+            options,
+            snapshot,
+            writes: BTreeMap::new(),
+            write_bytes: 0,
+            reads: ReadSet::default(),
+            locks: HashMap::new(),
+            aborted: false,
+            validation: true,
+        }
     }
 
-    /// The sequence number of the snapshot this transaction reads at.
+    /// The sequence number of the snapshot taken at begin (what optimistic
+    /// reads see).
     pub fn snapshot_seq(&self) -> u64 {
         self.snapshot.seq()
     }
 
-    /// Reads `key`: this transaction's own write if any, else the value at
-    /// the snapshot. Recorded for validation.
+    /// The options this transaction was started with.
+    pub fn options(&self) -> TxnOptions {
+        self.options
+    }
+
+    /// What this transaction observed so far: the input of commit
+    /// validation.
+    pub fn read_set(&self) -> &ReadSet {
+        &self.reads
+    }
+
+    /// Reads `key`: this transaction's own write if any; else, optimistic,
+    /// the value at the begin snapshot; pessimistic, the latest committed
+    /// value after taking a shared lock. Recorded for validation.
     ///
     /// # Errors
-    /// [`Error::Storage`] on read failures.
+    /// [`Error::Deadlock`], [`Error::LockTimeout`] (pessimistic);
+    /// [`Error::Finished`] after a deadlock; [`Error::Storage`].
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, LockMode::Shared)
+    }
+
+    /// Reads `key` intending to write it (`SELECT … FOR UPDATE`).
+    /// Pessimistic: takes the exclusive lock at once, so a read-modify-write
+    /// does not deadlock on a shared→exclusive upgrade against another
+    /// transaction doing the same. Optimistic: the same as
+    /// [`Transaction::get`].
+    ///
+    /// # Errors
+    /// As for [`Transaction::get`].
+    pub fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, LockMode::Exclusive)
+    }
+
+    fn read(&mut self, key: &[u8], mode: LockMode) -> Result<Option<Vec<u8>>> {
+        self.check_active()?;
         if let Some(w) = self.writes.get(key) {
             return Ok(w.clone());
         }
-        self.reads.keys.push(key.to_vec());
-        Ok(self.db.lsm.get_at(key, &self.snapshot)?)
+        if self.options.pessimistic {
+            self.lock(key, mode)?;
+            return self.read_latest(key);
+        }
+        self.reads.record_key(key, self.snapshot.seq());
+        Ok(self.db.lsm().get_at(key, &self.snapshot)?)
     }
 
-    /// Buffers a put of `key` = `value`.
+    /// Buffers a put of `key` = `value` (pessimistic: after taking the
+    /// exclusive lock on `key`).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty or oversized key or value;
-    /// [`Error::TooLarge`] if the transaction's writes pass the batch limit.
+    /// [`Error::TooLarge`] if the transaction's writes would pass the
+    /// batch limit; [`Error::Deadlock`], [`Error::LockTimeout`],
+    /// [`Error::Finished`] as for [`Transaction::get`]. On error nothing is
+    /// buffered.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_active()?;
         self.check_key(key)?;
-        let max = self.db.lsm.options().max_value_bytes;
+        let max = self.db.lsm().options().max_value_bytes;
         if value.len() > max {
             return Err(Error::InvalidArgument(format!(
                 "value of {} bytes exceeds the limit of {max} bytes",
@@ -111,74 +155,54 @@ impl Transaction {
     /// # Errors
     /// As for [`Transaction::put`].
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.check_active()?;
         self.check_key(key)?;
         self.add_write(key, None)
     }
 
-    /// Keys in `[start, end)` at the snapshot merged with this
-    /// transaction's writes, ascending, at most `limit` (0 = no limit). The
-    /// range actually covered is recorded for validation, so a concurrent
-    /// insert into it is a conflict.
+    /// Keys in `[start, end)` (`end = None`: unbounded), ascending, at most
+    /// `limit` (0 = no limit), merged with this transaction's writes.
+    /// Optimistic: at the begin snapshot; pessimistic: the latest committed
+    /// state (scans take no locks). The range actually covered is recorded
+    /// for validation, so a concurrent insert into it is a conflict.
     ///
     /// # Errors
-    /// [`Error::Storage`] on read failures.
+    /// [`Error::Finished`] after a deadlock; [`Error::Storage`].
     pub fn scan(&mut self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        let mut stored = self.db.lsm.iter_at(start, end, &self.snapshot).peekable();
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut own = self.writes.range::<[u8], _>((Bound::Included(start), upper)).peekable();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let next_stored = match stored.peek() {
-                Some(Ok((k, _))) => Some(k.clone()),
-                Some(Err(_)) => match stored.next() {
-                    Some(Err(e)) => return Err(e.into()),
-                    _ => None,
-                },
-                None => None,
-            };
-            let next_own = own.peek().map(|(k, _)| (*k).clone());
-            let take_own = match (&next_stored, &next_own) {
-                (None, None) => break,
-                (Some(s), Some(o)) => o <= s,
-                (None, Some(_)) => true,
-                (Some(_), None) => false,
-            };
-            if take_own {
-                if next_stored == next_own {
-                    stored.next();
-                }
-                if let Some((k, Some(v))) = own.next() {
-                    out.push((k.clone(), v.clone()));
-                }
-            } else if let Some(Ok(kv)) = stored.next() {
-                out.push(kv);
-            }
-        }
-        // With a limit, only the part up to the last returned key was read.
-        let covered_end = match out.last() {
-            Some((k, _)) if out.len() == limit => {
-                let mut after = k.clone();
-                after.push(0);
-                Some(after)
-            }
-            _ => end.map(<[u8]>::to_vec),
+        self.check_active()?;
+        let latest;
+        let snapshot = if self.options.pessimistic {
+            latest = self.db.lsm().snapshot();
+            &latest
+        } else {
+            &self.snapshot
         };
-        self.reads.ranges.push((start.to_vec(), covered_end));
-        Ok(out)
+        let stored = self.db.lsm().iter_at(start, end, snapshot);
+        let merged = crate::scan::merge(stored, &self.writes, start, end, limit)?;
+        self.reads.record_range(start, merged.covered_end.as_deref(), snapshot.seq());
+        Ok(merged.rows)
     }
 
-    /// Commits: validates the reads against every commit since the
-    /// snapshot and applies the writes as one atomic, durable batch.
-    /// Returns the commit sequence number, or the snapshot's for a
-    /// transaction that wrote nothing.
+    /// Commits: validates what the transaction observed against every
+    /// commit since ([`crate::validate`]) and applies its writes as one
+    /// atomic, durable write batch with one sequence number. Returns the
+    /// commit sequence number; an optimistic transaction that wrote nothing
+    /// returns its snapshot's (it read one consistent snapshot and needs no
+    /// check), a pessimistic one that only read commits an empty batch so
+    /// that its reads, made at different times, are validated. Locks are
+    /// released after the batch is durable and visible.
     ///
     /// # Errors
-    /// [`Error::Conflict`] (nothing written; retry); [`Error::Storage`] if
-    /// the write fails (outcome unknown).
-    pub fn commit(self) -> Result<u64> {
-        if self.writes.is_empty() {
+    /// [`Error::Conflict`] (nothing written; retry); [`Error::Finished`]
+    /// after a deadlock; [`Error::Storage`] if the write fails (outcome
+    /// unknown).
+    pub fn commit(mut self) -> Result<u64> {
+        self.check_active()?;
+        if self.writes.is_empty() && (!self.options.pessimistic || self.reads.is_empty()) {
             return Ok(self.snapshot.seq());
+        }
+        if !self.options.pessimistic {
+            self.lock_writes_if_contended()?;
         }
         let mut batch = WriteBatch::new();
         for (k, v) in &self.writes {
@@ -187,16 +211,32 @@ impl Transaction {
                 None => batch.delete(k),
             }
         }
-        let seq = self.snapshot.seq();
-        let reads = &self.reads;
-        self.db.lsm.write_checked(batch, |view| validate(view, reads, seq))?
+        let unchecked = ReadSet::default();
+        let reads = if self.validation { &self.reads } else { &unchecked };
+        self.db.write_validated(reads, batch)
     }
 
-    /// Discards the transaction's writes.
+    /// Discards the transaction's writes and releases its locks (the same
+    /// as dropping it).
     pub fn rollback(self) {}
 
+    /// **Test hook, not an API.** Commits this transaction without
+    /// validation, so tests can show that each anomaly test fails without
+    /// it. Never call it outside tests: it breaks serializability.
+    #[doc(hidden)]
+    pub fn disable_validation_for_testing(&mut self) {
+        self.validation = false;
+    }
+
+    pub(crate) fn check_active(&self) -> Result<()> {
+        if self.aborted {
+            return Err(Error::Finished);
+        }
+        Ok(())
+    }
+
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        let max = self.db.lsm.options().max_key_bytes;
+        let max = self.db.lsm().options().max_key_bytes;
         if key.is_empty() {
             return Err(Error::InvalidArgument("empty key".into()));
         }
@@ -206,51 +246,35 @@ impl Transaction {
         Ok(())
     }
 
-    fn add_write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
-        let added = key.len() + value.as_ref().map_or(0, Vec::len) + 12;
-        let max = self.db.lsm.options().max_batch_bytes;
-        if self.write_bytes + added > max {
-            return Err(Error::TooLarge { size: self.write_bytes + added, max });
+    /// Size of one write in [`WriteBatch::approximate_bytes`] terms.
+    fn entry_bytes(key: &[u8], value: Option<&Vec<u8>>) -> usize {
+        match value {
+            Some(v) => key.len() + v.len() + 12,
+            None => key.len() + 6,
         }
-        self.write_bytes += added;
+    }
+
+    fn add_write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
+        let old = self.writes.get(key).map_or(0, |v| Self::entry_bytes(key, v.as_ref()));
+        let new_total = self.write_bytes - old + Self::entry_bytes(key, value.as_ref());
+        let max = self.db.lsm().options().max_batch_bytes;
+        if new_total + BATCH_HEADER_BYTES > max {
+            return Err(Error::TooLarge { size: new_total + BATCH_HEADER_BYTES, max });
+        }
+        if self.options.pessimistic {
+            self.lock(key, LockMode::Exclusive)?;
+        }
+        self.write_bytes = new_total;
         self.writes.insert(key.to_vec(), value);
         Ok(())
     }
 }
 
-/// A read-only transaction: every read sees the same snapshot. Never
-/// blocks writers and never aborts.
-#[derive(Debug)]
-pub struct ReadTransaction {
-    db: Db,
-    snapshot: Snapshot,
-}
-
-impl ReadTransaction {
-    pub(crate) fn new(db: Db) -> Self {
-        let snapshot = db.lsm.snapshot();
-        ReadTransaction { db, snapshot }
-    }
-
-    /// The sequence number of the snapshot.
-    pub fn snapshot_seq(&self) -> u64 {
-        self.snapshot.seq()
-    }
-
-    /// The value of `key` at the snapshot.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] on read failures.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.lsm.get_at(key, &self.snapshot)?)
-    }
-
-    /// Keys in `[start, end)` at the snapshot, at most `limit` (0 = no limit).
-    ///
-    /// # Errors
-    /// [`Error::Storage`] on read failures.
-    pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        Ok(self.db.lsm.iter_at(start, end, &self.snapshot).take(limit).collect::<Result<_, _>>()?)
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.release_locks();
+        if self.options.pessimistic {
+            self.db.shared.pessimistic_ended();
+        }
     }
 }
