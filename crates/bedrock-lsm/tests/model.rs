@@ -11,6 +11,9 @@ use bedrock_lsm::{Db, Options, Snapshot, WriteBatch};
 use bedrock_wal::{FaultFs, WalOptions};
 use proptest::prelude::*;
 
+/// The model: what the database should hold.
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(u8, u8),
@@ -95,8 +98,8 @@ fn range(model: &BTreeMap<Vec<u8>, Vec<u8>>, a: u8, b: u8, limit: usize) -> Vec<
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut fs = FaultFs::new();
     let mut db = Some(Db::open(options(&fs)).unwrap());
-    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-    let mut snapshots: Vec<(Snapshot, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+    let mut model: Model = BTreeMap::new();
+    let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
         let d = db.as_ref().unwrap();
         match op {
@@ -196,7 +199,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Flush => d.flush().unwrap(),
             Op::Reopen => {
                 snapshots.clear();
-                db = None;
+                drop(db.take()); // releases the directory lock
                 db = Some(Db::open(options(&fs)).unwrap());
             }
             Op::PowerCut(seed) => {
@@ -204,7 +207,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // the crash image must hold all of them.
                 snapshots.clear();
                 let image = fs.crash(seed);
-                db = None;
+                drop(db.take());
                 fs = image;
                 db = Some(Db::open(options(&fs)).unwrap());
             }

@@ -152,10 +152,10 @@ pub(crate) fn append_block(out: &mut Vec<u8>, contents: &[u8]) {
 pub(crate) fn append_block_compressed(out: &mut Vec<u8>, contents: &[u8], compression: Compression) -> usize {
     if compression == Compression::Lz4 {
         let len = u32::try_from(contents.len()).unwrap_or(u32::MAX);
-        let mut packed = Vec::with_capacity(contents.len() / 2 + 16);
+        let mut packed = Vec::with_capacity(contents.len().saturating_add(16));
         packed.extend_from_slice(&len.to_le_bytes());
         packed.extend_from_slice(&lz4_flex::block::compress(contents));
-        if packed.len() <= contents.len() - contents.len() / 8 {
+        if packed.len() <= contents.len().saturating_sub(contents.len() / 8) {
             out.extend_from_slice(&packed);
             out.push(COMPRESSION_LZ4);
             out.extend_from_slice(&block_crc(&packed, COMPRESSION_LZ4).to_le_bytes());

@@ -61,6 +61,10 @@ pub trait File: Send + Sync + Debug {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// True if the file has no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Truncates or extends (with zeros) to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Reserves disk blocks for the first `len` bytes so later writes into
