@@ -5,12 +5,14 @@
 //!   (wal ← sstable ← lsm ← txn ← raft ← server).
 //! - `tidy`: checks that every Rust module opens with a `//!` doc.
 //! - `ci`: layering, tidy, then the README's test command.
+//! - `bench server | engine | txn`: benchmarks (see `bench.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
 mod layering;
 mod tidy;
 
@@ -21,13 +23,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("layering") => layering::check(&metadata()?),
         Some("tidy") => tidy::check(&root),
+        Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
         Some("ci") => {
             layering::check(&metadata()?)?;
             tidy::check(&root)?;
             run("cargo", &["test", "--workspace"])
         }
         _ => {
-            eprintln!("usage: cargo xtask <layering | tidy | ci>");
+            eprintln!("usage: cargo xtask <layering | tidy | ci | bench ...>");
             bail!("unknown or missing command")
         }
     }
