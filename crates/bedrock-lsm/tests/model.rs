@@ -2,7 +2,7 @@
 //! batch, snapshot, get, scan, flush and reopen run against the engine and
 //! against a `BTreeMap` model (with snapshots modelled as copies of the
 //! map). Any divergence fails, and proptest shrinks it to a minimal
-//! sequence. Run more cases with `PROPTEST_CASES=5000`.
+//! sequence. 1,000 cases run by default (about 20 s in a debug build).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -222,7 +222,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn engine_matches_btreemap_model(ops in prop::collection::vec(op(), 1..200)) {
