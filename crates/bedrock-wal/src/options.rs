@@ -47,11 +47,17 @@ pub struct WalOptions {
     /// Largest payload of one record. Default: 64 MiB. Minimum: 1 byte.
     /// Maximum: 4 GiB - 1 (the length field is a u32).
     pub max_record_bytes: usize,
-    /// Reserve each segment's blocks with `fallocate` when it is created:
-    /// an fdatasync into preallocated blocks does not update the file size,
-    /// which made it about 35% cheaper on the development machine.
-    /// Default: true.
+    /// Reserve a segment's blocks with `fallocate` ahead of the writes, in
+    /// steps of `preallocate_chunk_bytes`: an fdatasync into preallocated
+    /// blocks does not update the file size, which made it about 35%
+    /// cheaper on the development machine. Default: true.
     pub preallocate: bool,
+    /// How far ahead of the write position a segment is preallocated, in
+    /// bytes. Larger means fewer size-changing syncs; smaller means less
+    /// unused space on disk (a whole 64 MiB segment preallocated up front
+    /// would count against space amplification on a small database).
+    /// Default: 4 MiB. Minimum: 4 KiB.
+    pub preallocate_chunk_bytes: u64,
     /// Handling of damaged records on replay. Default:
     /// [`RecoveryMode::TolerateTornTail`].
     pub recovery: RecoveryMode,
@@ -64,6 +70,7 @@ impl Default for WalOptions {
             segment_size_bytes: 64 << 20,
             max_record_bytes: 64 << 20,
             preallocate: true,
+            preallocate_chunk_bytes: 4 << 20,
             recovery: RecoveryMode::TolerateTornTail,
         }
     }
@@ -80,6 +87,9 @@ impl WalOptions {
         }
         if self.max_record_bytes == 0 || u32::try_from(self.max_record_bytes).is_err() {
             return Err(Error::InvalidOptions("max_record_bytes must be in 1..=4294967295".into()));
+        }
+        if self.preallocate_chunk_bytes < 4096 {
+            return Err(Error::InvalidOptions("preallocate_chunk_bytes must be at least 4096".into()));
         }
         if let SyncPolicy::EveryMs(0) = self.sync {
             return Err(Error::InvalidOptions("SyncPolicy::EveryMs needs at least 1 ms".into()));
@@ -99,6 +109,7 @@ mod tests {
         assert_eq!(o.segment_size_bytes, 64 * 1024 * 1024);
         assert_eq!(o.max_record_bytes, 64 * 1024 * 1024);
         assert!(o.preallocate);
+        assert_eq!(o.preallocate_chunk_bytes, 4 * 1024 * 1024);
         assert_eq!(o.recovery, RecoveryMode::TolerateTornTail);
         o.validate().unwrap();
     }

@@ -74,6 +74,8 @@ struct Writer {
     segment: u64,
     file: Arc<dyn File>,
     offset: u64,
+    /// Bytes of the segment reserved with `fallocate` so far.
+    allocated: u64,
     buf: Vec<u8>,
 }
 
@@ -90,8 +92,8 @@ impl Wal {
         opts.validate()?;
         fs.create_dir_all(dir).map_err(|e| Error::io("create_dir_all", dir, e))?;
         let next = list_segments(&*fs, dir)?.last().map_or(1, |id| id + 1);
-        let file = create_segment(&*fs, dir, next, &opts)?;
-        let writer = Writer { segment: next, file, offset: 0, buf: Vec::new() };
+        let (file, allocated) = create_segment(&*fs, dir, next, &opts)?;
+        let writer = Writer { segment: next, file, offset: 0, allocated, buf: Vec::new() };
         let start = LogPosition { segment: next, offset: 0 };
         let shared = Arc::new(Shared {
             fs,
@@ -256,6 +258,9 @@ impl Shared {
         if w.offset > 0 && w.offset + framed_len > self.opts.segment_size_bytes {
             self.roll_locked(&mut w)?;
         }
+        if self.opts.preallocate && w.offset + framed_len > w.allocated {
+            self.extend_allocation(&mut w, framed_len)?;
+        }
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         record::encode(payload, &mut buf);
@@ -269,6 +274,19 @@ impl Shared {
         stats.records += 1;
         stats.bytes_written += framed_len;
         Ok(LogPosition { segment: w.segment, offset: w.offset })
+    }
+
+    /// Reserves the next chunk of the segment (at least `needed` bytes past
+    /// the write position). The new size is made durable by the next
+    /// fdatasync of the segment, which every acknowledged write waits for.
+    fn extend_allocation(&self, w: &mut Writer, needed: u64) -> Result<()> {
+        let target = (w.offset + needed).max(w.allocated + self.opts.preallocate_chunk_bytes);
+        let target = target.min(self.opts.segment_size_bytes.max(w.offset + needed));
+        if let Err(e) = w.file.allocate(target) {
+            return Err(self.poison(Error::io("fallocate", segment_path(&self.dir, w.segment), e)));
+        }
+        w.allocated = target;
+        Ok(())
     }
 
     /// Group commit: see the module docs.
@@ -305,23 +323,28 @@ impl Shared {
             *synced = (*synced).max(LogPosition { segment: w.segment, offset: w.offset });
         }
         let next = w.segment + 1;
-        let file = create_segment(&*self.fs, &self.dir, next, &self.opts).map_err(|e| self.poison(e))?;
+        let (file, allocated) = create_segment(&*self.fs, &self.dir, next, &self.opts).map_err(|e| self.poison(e))?;
         w.segment = next;
         w.file = file;
         w.offset = 0;
+        w.allocated = allocated;
         Ok(())
     }
 }
 
-fn create_segment(fs: &dyn FileSystem, dir: &Path, id: u64, opts: &WalOptions) -> Result<Arc<dyn File>> {
+/// Creates segment `id`, preallocates its first chunk, and makes both the
+/// file and its name durable. Returns the file and the bytes allocated.
+fn create_segment(fs: &dyn FileSystem, dir: &Path, id: u64, opts: &WalOptions) -> Result<(Arc<dyn File>, u64)> {
     let path = segment_path(dir, id);
     let file = fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+    let mut allocated = 0;
     if opts.preallocate {
-        file.allocate(opts.segment_size_bytes).map_err(|e| Error::io("fallocate", &path, e))?;
+        allocated = opts.preallocate_chunk_bytes.min(opts.segment_size_bytes);
+        file.allocate(allocated).map_err(|e| Error::io("fallocate", &path, e))?;
         file.sync_data().map_err(|e| Error::io("sync_data", &path, e))?;
     }
     fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
-    Ok(Arc::from(file))
+    Ok((Arc::from(file), allocated))
 }
 
 fn spawn_flusher(shared: Arc<Shared>, every: Duration) -> (Sender<()>, JoinHandle<()>) {
