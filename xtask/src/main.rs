@@ -6,6 +6,7 @@
 //! - `tidy`: checks that every Rust module opens with a `//!` doc.
 //! - `ci`: layering, tidy, then the README's test command.
 //! - `bench server | engine | txn`: benchmarks (see `bench.rs`).
+//! - `crash --cycles N`: the engine crash loop (see `crash.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod crash;
 mod layering;
 mod tidy;
 
@@ -24,13 +26,15 @@ fn main() -> Result<()> {
         Some("layering") => layering::check(&metadata()?),
         Some("tidy") => tidy::check(&root),
         Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
+        Some("crash") => crash::run(args.get(1..).unwrap_or_default()),
+        Some("crash-child") => crash::child(args.get(1..).unwrap_or_default()),
         Some("ci") => {
             layering::check(&metadata()?)?;
             tidy::check(&root)?;
             run("cargo", &["test", "--workspace"])
         }
         _ => {
-            eprintln!("usage: cargo xtask <layering | tidy | ci | bench ...>");
+            eprintln!("usage: cargo xtask <layering | tidy | ci | bench ... | crash --cycles N>");
             bail!("unknown or missing command")
         }
     }

@@ -37,11 +37,8 @@ impl Db {
         let core = inner.core.lock();
         inner.check_writable(&core)?;
         fs.create_dir_all(dir).map_err(|e| Error::io("create_dir_all", dir, e))?;
-        let mut edit = VersionEdit {
-            log_number: Some(0),
-            last_sequence: Some(core.last_flushed_seq),
-            ..VersionEdit::default()
-        };
+        let mut edit =
+            VersionEdit { log_number: Some(0), last_sequence: Some(core.last_flushed_seq), ..VersionEdit::default() };
         for (level, f) in core.version.all_files() {
             let name = table_name(f.number);
             let (from, to) = (inner.dir.join(&name), dir.join(&name));

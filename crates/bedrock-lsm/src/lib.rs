@@ -63,9 +63,9 @@ mod version;
 mod write;
 
 pub use batch::WriteBatch;
+pub use cursor::DbCursor;
 pub use db::Db;
 pub use error::{Error, Result};
-pub use cursor::DbCursor;
 pub use iter::DbIterator;
 pub use options::Options;
 pub use snapshot::Snapshot;

@@ -65,10 +65,11 @@ impl Memtable {
     /// (key, seq) never has two entries.
     pub(crate) fn apply(&self, batch: &WriteBatch, seq: u64) {
         let ops: Vec<_> = batch.ops().collect();
-        let mut seen = HashSet::with_capacity(ops.len());
+        // Single-operation batches (most writes) need no duplicate check.
+        let mut seen = HashSet::with_capacity(if ops.len() > 1 { ops.len() } else { 0 });
         let mut added = 0;
         for (kind, key, value) in ops.into_iter().rev() {
-            if !seen.insert(key) {
+            if batch.len() > 1 && !seen.insert(key) {
                 continue;
             }
             let mut ikey = Vec::with_capacity(key.len() + bedrock_sstable::TRAILER_LEN);

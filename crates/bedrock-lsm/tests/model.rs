@@ -190,7 +190,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     match pos {
                         Some(p) => {
                             prop_assert!(cursor.valid(), "cursor invalid, model at {:?}", keys[p].0);
-                            prop_assert_eq!((cursor.key(), cursor.value()), (keys[p].0.as_slice(), keys[p].1.as_slice()));
+                            prop_assert_eq!(
+                                (cursor.key(), cursor.value()),
+                                (keys[p].0.as_slice(), keys[p].1.as_slice())
+                            );
                         }
                         None => prop_assert!(!cursor.valid(), "cursor at {:?}, model invalid", cursor.key()),
                     }
