@@ -62,7 +62,10 @@ impl From<bedrock_txn::Error> for ApiError {
         // the engine, so only the client-caused variants are named.
         match err {
             e @ (Error::InvalidArgument(_) | Error::TooLarge { .. }) => ApiError::InvalidArgument(e.to_string()),
-            e @ Error::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            // All three mean "nothing was written; retrying may succeed".
+            e @ (Error::Conflict { .. } | Error::Deadlock { .. } | Error::LockTimeout { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
             e => ApiError::Internal(e.to_string()),
         }
     }
