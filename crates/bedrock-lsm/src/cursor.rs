@@ -28,6 +28,8 @@ pub struct DbCursor {
     valid: bool,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// Forward scans skip entries of keys up to this one.
+    skip: Vec<u8>,
     error: Option<String>,
     _guard: Option<Snapshot>,
 }
@@ -49,6 +51,7 @@ impl DbCursor {
             valid: false,
             key: Vec::new(),
             value: Vec::new(),
+            skip: Vec::new(),
             error: None,
             _guard: guard,
         }
@@ -104,7 +107,7 @@ impl DbCursor {
         let key = if key < self.lower.as_slice() { self.lower.clone() } else { key.to_vec() };
         self.inner.seek(&internal(&key, self.snapshot.min(MAX_SEQUENCE)));
         self.forward = true;
-        self.find_next_user_entry(None);
+        self.find_next_user_entry(false);
     }
 
     /// Positions at the last key (`< upper`).
@@ -144,8 +147,8 @@ impl DbCursor {
             }
             self.forward = true;
         }
-        let current = std::mem::take(&mut self.key);
-        self.find_next_user_entry(Some(&current));
+        std::mem::swap(&mut self.skip, &mut self.key);
+        self.find_next_user_entry(true);
     }
 
     /// Moves to the previous key. Does nothing if not valid.
@@ -180,11 +183,13 @@ impl DbCursor {
         self.find_prev_user_entry();
     }
 
-    /// Forward: skips invisible entries, entries of `skip` (the key just
-    /// returned) and deleted keys, and stops on the next visible put.
-    fn find_next_user_entry(&mut self, skip: Option<&[u8]>) {
+    /// Forward: skips invisible entries, entries of keys `<= self.skip`
+    /// (the key just returned, or a deleted key) and stops on the next
+    /// visible put. Reuses the key, value and skip buffers, so a scan does
+    /// not allocate per entry.
+    fn find_next_user_entry(&mut self, skipping: bool) {
         self.valid = false;
-        let mut skip: Option<Vec<u8>> = skip.map(<[u8]>::to_vec);
+        let mut skipping = skipping;
         while self.inner.valid() {
             let Some((user_key, seq, kind)) = decode_internal_key(self.inner.key()) else {
                 self.error = Some("malformed internal key".into());
@@ -193,13 +198,17 @@ impl DbCursor {
             if self.upper.as_deref().is_some_and(|u| user_key >= u) {
                 return;
             }
-            let skipped = skip.as_deref().is_some_and(|s| user_key <= s);
+            let skipped = skipping && user_key <= self.skip.as_slice();
             if seq <= self.snapshot && !skipped {
                 if kind == ValueKind::Delete {
-                    skip = Some(user_key.to_vec());
+                    self.skip.clear();
+                    self.skip.extend_from_slice(user_key);
+                    skipping = true;
                 } else {
-                    self.key = user_key.to_vec();
-                    self.value = self.inner.value().to_vec();
+                    self.key.clear();
+                    self.key.extend_from_slice(user_key);
+                    self.value.clear();
+                    self.value.extend_from_slice(self.inner.value());
                     self.valid = true;
                     return;
                 }
@@ -227,8 +236,10 @@ impl DbCursor {
                 }
                 found = Some(kind);
                 if kind == ValueKind::Put {
-                    self.key = user_key.to_vec();
-                    self.value = self.inner.value().to_vec();
+                    self.key.clear();
+                    self.key.extend_from_slice(user_key);
+                    self.value.clear();
+                    self.value.extend_from_slice(self.inner.value());
                 } else {
                     self.key.clear();
                     self.value.clear();
