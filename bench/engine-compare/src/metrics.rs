@@ -1,0 +1,75 @@
+//! Measurements from the OS: bytes written, disk usage, memory; and the
+//! latency summary of an HDR histogram.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+
+/// `write_bytes` and `cancelled_write_bytes` of `/proc/self/io`: bytes this
+/// process (all its threads) caused to be sent to the storage layer,
+/// counted when a page is dirtied, and bytes of dirty pages discarded
+/// before writeback (truncated or deleted files).
+pub fn io_written() -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/io").context("read /proc/self/io")?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .with_context(|| format!("{name} missing in /proc/self/io"))
+    };
+    Ok((field("write_bytes:")?, field("cancelled_write_bytes:")?))
+}
+
+/// (allocated bytes, apparent bytes) of every file under `dir`.
+/// Allocated counts blocks (`st_blocks * 512`), so preallocated space and
+/// sparse holes are accounted as the disk sees them.
+pub fn dir_size(dir: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let (mut alloc, mut apparent) = (0, 0);
+    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            let (a, b) = dir_size(&entry.path())?;
+            alloc += a;
+            apparent += b;
+        } else {
+            alloc += meta.blocks() * 512;
+            apparent += meta.len();
+        }
+    }
+    Ok((alloc, apparent))
+}
+
+/// Peak resident set size of this process in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The file-system type and device of the mount holding `path`.
+pub fn mount_of(path: &Path) -> (String, String) {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut best: (usize, String, String) = (0, "?".into(), "?".into());
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 3 && path.starts_with(f[1]) && f[1].len() >= best.0 {
+            best = (f[1].len(), f[2].to_string(), f[0].to_string());
+        }
+    }
+    (best.1, best.2)
+}
+
+/// A new latency histogram in nanoseconds (1 ns to 10 min, 3 digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// p50, p99 and max of `h` in microseconds.
+pub fn summary_us(h: &Histogram<u64>) -> (f64, f64, f64) {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    (us(h.value_at_quantile(0.50)), us(h.value_at_quantile(0.99)), us(h.max()))
+}

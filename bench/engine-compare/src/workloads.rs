@@ -1,0 +1,390 @@
+//! The db_bench-style workloads and how they are measured.
+//!
+//! Workloads run in groups; each group gets a fresh database:
+//! - `fillseq`: N puts in key order.
+//! - `random`: `fillrandom` (N unique keys in random order), then on that
+//!   database after it settles `readrandom` (present keys), `readmissing`
+//!   (absent keys between present ones), `seekrandom` (seek + 10 next),
+//!   `readseq` (full scan), and last `overwrite` (N puts of random present
+//!   keys, uniform with repetition, as db_bench's `overwrite`).
+//! - `fillbatch`: N puts in key order, 100 per atomic batch.
+//! - `fillsync1` / `fillsync64`: unique keys in random order, each put
+//!   fsynced before it returns, from 1 and from 64 writer threads.
+//!
+//! Write workloads count the bytes the process wrote (`/proc/self/io`)
+//! from the first write until the engine has settled after the last, and
+//! the directory's allocated size after the settle.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{key, missing_key, permutation, Values, ENTRY_BYTES, KEY_LEN};
+use crate::engine::Engine;
+use crate::metrics::{dir_size, histogram, io_written, summary_us};
+
+/// Every workload, in report order.
+pub const ALL_WORKLOADS: &[&str] = &[
+    "fillseq",
+    "fillrandom",
+    "overwrite",
+    "readrandom",
+    "readmissing",
+    "seekrandom",
+    "readseq",
+    "fillsync1",
+    "fillsync64",
+    "fillbatch",
+];
+
+/// The group (fresh database) a workload runs in.
+pub fn group_of(workload: &str) -> &'static str {
+    match workload {
+        "fillseq" => "fillseq",
+        "fillbatch" => "fillbatch",
+        "fillsync1" => "fillsync1",
+        "fillsync64" => "fillsync64",
+        _ => "random",
+    }
+}
+
+/// The groups in run order.
+pub const ALL_GROUPS: &[&str] = &["fillseq", "random", "fillbatch", "fillsync1", "fillsync64"];
+
+/// Sizes and limits of one run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub n: u64,
+    pub reads: u64,
+    pub sync_n: u64,
+    pub sync_n_concurrent: u64,
+    pub sync_threads: usize,
+    pub batch: u64,
+    pub seek_nexts: usize,
+    pub max_cell: Duration,
+    pub settle_max: Duration,
+    pub seed: u64,
+    pub workloads: Vec<String>,
+}
+
+impl RunConfig {
+    fn wants(&self, w: &str) -> bool {
+        self.workloads.iter().any(|x| x == w)
+    }
+}
+
+/// The measurements of one workload on one engine in one repetition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    pub workload: String,
+    pub engine: String,
+    pub rep: usize,
+    /// Operations completed (keys for fillbatch, entries for readseq).
+    pub ops: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    /// Latency per operation (per batch for fillbatch), microseconds.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// Bytes written by the process (workload + settle) / logical bytes.
+    pub write_amp: Option<f64>,
+    /// Allocated bytes of the directory after the settle / live logical bytes.
+    pub space_amp: Option<f64>,
+    pub bytes_written: Option<u64>,
+    pub cancelled_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
+    pub apparent_bytes: Option<u64>,
+    /// Seconds the settle took (write workloads).
+    pub settle_seconds: Option<f64>,
+    /// The cell hit `--max-seconds` before finishing its operations.
+    pub truncated: bool,
+    pub peak_rss_kib: u64,
+    pub internal: serde_json::Value,
+}
+
+struct Timed {
+    done: u64,
+    elapsed: Duration,
+    truncated: bool,
+}
+
+/// Runs `op(0..n)` on one thread, timing each call, until done or `max`.
+fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) -> Result<()>) -> Result<Timed> {
+    let start = Instant::now();
+    let mut done = 0;
+    let mut truncated = false;
+    while done < n {
+        if done.is_multiple_of(256) && start.elapsed() > max {
+            truncated = true;
+            break;
+        }
+        let t = Instant::now();
+        op(done)?;
+        h.saturating_record(t.elapsed().as_nanos() as u64);
+        done += 1;
+    }
+    Ok(Timed { done, elapsed: start.elapsed(), truncated })
+}
+
+/// Runs `op(0..n)` from `threads` threads (each takes the next index),
+/// timing each call, until done or `max`.
+fn timed_concurrent(
+    n: u64,
+    threads: usize,
+    max: Duration,
+    op: impl Fn(u64) -> Result<()> + Sync,
+) -> Result<(Timed, Histogram<u64>)> {
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let truncated = AtomicBool::new(false);
+    let start = Instant::now();
+    let hists: Vec<Result<Histogram<u64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut h = histogram();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        if start.elapsed() > max {
+                            truncated.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        let t = Instant::now();
+                        op(i)?;
+                        h.saturating_record(t.elapsed().as_nanos() as u64);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(h)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("writer thread panicked")).collect()
+    });
+    let elapsed = start.elapsed();
+    let mut all = histogram();
+    for h in hists {
+        all.add(h?).expect("same histogram bounds");
+    }
+    let t = Timed { done: done.load(Ordering::Relaxed), elapsed, truncated: truncated.load(Ordering::Relaxed) };
+    Ok((t, all))
+}
+
+/// Runs the workloads of `group` that `cfg` selects on `engine`, whose
+/// (empty) database lives in `dir`.
+pub fn run_group(group: &str, name: &str, engine: &dyn Engine, dir: &Path, cfg: &RunConfig) -> Result<Vec<Cell>> {
+    let values = Values::new(cfg.seed);
+    let mut cells = Vec::new();
+    match group {
+        "fillseq" => {
+            let mut h = histogram();
+            let w = Writes::start()?;
+            let t = timed(cfg.n, cfg.max_cell, &mut h, |i| engine.put(&key(i), values.get(i)))?;
+            cells.push(w.finish("fillseq", name, engine, dir, cfg, &t, &h, t.done, t.done)?);
+        }
+        "fillbatch" => {
+            let batches = cfg.n.div_ceil(cfg.batch);
+            let mut h = histogram();
+            let w = Writes::start()?;
+            let t = timed(batches, cfg.max_cell, &mut h, |b| {
+                let keys: Vec<[u8; KEY_LEN]> = (b * cfg.batch..((b + 1) * cfg.batch).min(cfg.n)).map(key).collect();
+                let items: Vec<(&[u8], &[u8])> =
+                    keys.iter().enumerate().map(|(j, k)| (&k[..], values.get(b * cfg.batch + j as u64))).collect();
+                engine.write_batch(&items)
+            })?;
+            let keys = (t.done * cfg.batch).min(cfg.n);
+            cells.push(w.finish("fillbatch", name, engine, dir, cfg, &t, &h, keys, keys)?);
+        }
+        "fillsync1" | "fillsync64" => {
+            let (n, threads) =
+                if group == "fillsync1" { (cfg.sync_n, 1) } else { (cfg.sync_n_concurrent, cfg.sync_threads) };
+            let perm = permutation(n, cfg.seed ^ 0x5eed);
+            let w = Writes::start()?;
+            let (t, h) =
+                timed_concurrent(n, threads, cfg.max_cell, |i| engine.put(&key(perm[i as usize]), values.get(i)))?;
+            cells.push(w.finish(group, name, engine, dir, cfg, &t, &h, t.done, t.done)?);
+        }
+        "random" => run_random(name, engine, dir, cfg, &values, &mut cells)?,
+        other => anyhow::bail!("unknown group {other}"),
+    }
+    Ok(cells)
+}
+
+fn run_random(
+    name: &str,
+    engine: &dyn Engine,
+    dir: &Path,
+    cfg: &RunConfig,
+    values: &Values,
+    cells: &mut Vec<Cell>,
+) -> Result<()> {
+    let perm = permutation(cfg.n, cfg.seed);
+    let mut h = histogram();
+    let w = Writes::start()?;
+    let t = timed(cfg.n, cfg.max_cell, &mut h, |i| engine.put(&key(perm[i as usize]), values.get(i)))?;
+    let inserted = t.done;
+    let fill = w.finish("fillrandom", name, engine, dir, cfg, &t, &h, inserted, inserted)?;
+    if cfg.wants("fillrandom") {
+        cells.push(fill);
+    }
+    ensure!(inserted > 0, "fillrandom wrote nothing within --max-seconds");
+    let mut rng = SmallRng::seed_from_u64(cfg.seed ^ 0xbead);
+    let present = |rng: &mut SmallRng| key(perm[rng.gen_range(0..inserted) as usize]);
+
+    if cfg.wants("readrandom") {
+        let mut h = histogram();
+        let mut found = 0u64;
+        let t = timed(cfg.reads, cfg.max_cell, &mut h, |_| {
+            found += u64::from(engine.get(&present(&mut rng))?.is_some());
+            Ok(())
+        })?;
+        ensure!(found == t.done, "{name} readrandom: {} of {} present keys not found", t.done - found, t.done);
+        cells.push(read_cell("readrandom", name, engine, &t, &h));
+    }
+    if cfg.wants("readmissing") {
+        let mut h = histogram();
+        let mut found = 0u64;
+        let t = timed(cfg.reads, cfg.max_cell, &mut h, |_| {
+            found += u64::from(engine.get(&missing_key(rng.gen_range(0..cfg.n)))?.is_some());
+            Ok(())
+        })?;
+        ensure!(found == 0, "{name} readmissing: {found} absent keys found");
+        cells.push(read_cell("readmissing", name, engine, &t, &h));
+    }
+    if cfg.wants("seekrandom") {
+        let mut h = histogram();
+        let t = timed(cfg.reads, cfg.max_cell, &mut h, |_| {
+            let n = engine.seek_next(&present(&mut rng), cfg.seek_nexts)?;
+            ensure!(n >= 1, "{name} seekrandom: seek to a present key found nothing");
+            Ok(())
+        })?;
+        cells.push(read_cell("seekrandom", name, engine, &t, &h));
+    }
+    if cfg.wants("readseq") {
+        let (t, h) = scan_all(engine, cfg.max_cell)?;
+        ensure!(t.truncated || t.done == inserted, "{name} readseq saw {} entries, expected {inserted}", t.done);
+        cells.push(read_cell("readseq", name, engine, &t, &h));
+    }
+    if cfg.wants("overwrite") {
+        let mut h = histogram();
+        let w = Writes::start()?;
+        let t = timed(cfg.n, cfg.max_cell, &mut h, |i| engine.put(&present(&mut rng), values.get(i + cfg.n)))?;
+        cells.push(w.finish("overwrite", name, engine, dir, cfg, &t, &h, t.done, inserted)?);
+    }
+    Ok(())
+}
+
+/// A full scan; latency is the time from one entry to the next (one clock
+/// read per entry, as db_bench's per-op histogram).
+fn scan_all(engine: &dyn Engine, max: Duration) -> Result<(Timed, Histogram<u64>)> {
+    let mut h = histogram();
+    let start = Instant::now();
+    let mut last = start;
+    let mut done = 0u64;
+    let mut truncated = false;
+    engine.scan(&mut |k, v| {
+        std::hint::black_box((k.len(), v.len()));
+        let now = Instant::now();
+        h.saturating_record((now - last).as_nanos() as u64);
+        last = now;
+        done += 1;
+        if done.is_multiple_of(1024) && now - start > max {
+            truncated = true;
+            return false;
+        }
+        true
+    })?;
+    Ok((Timed { done, elapsed: start.elapsed(), truncated }, h))
+}
+
+fn base_cell(workload: &str, engine: &str, t: &Timed, h: &Histogram<u64>, ops: u64) -> Cell {
+    let (p50_us, p99_us, max_us) = summary_us(h);
+    Cell {
+        workload: workload.into(),
+        engine: engine.into(),
+        rep: 0,
+        ops,
+        seconds: t.elapsed.as_secs_f64(),
+        ops_per_sec: ops as f64 / t.elapsed.as_secs_f64().max(1e-9),
+        p50_us,
+        p99_us,
+        max_us,
+        write_amp: None,
+        space_amp: None,
+        bytes_written: None,
+        cancelled_bytes: None,
+        disk_bytes: None,
+        apparent_bytes: None,
+        settle_seconds: None,
+        truncated: t.truncated,
+        peak_rss_kib: 0,
+        internal: serde_json::Value::Null,
+    }
+}
+
+fn read_cell(workload: &str, engine_name: &str, engine: &dyn Engine, t: &Timed, h: &Histogram<u64>) -> Cell {
+    let mut c = base_cell(workload, engine_name, t, h, t.done);
+    c.internal = engine.internal_stats();
+    eprintln!("  {engine_name:8} {workload:11} {:>10.0} ops/s  p99 {:.1} us", c.ops_per_sec, c.p99_us);
+    c
+}
+
+/// The `/proc/self/io` counters at the start of a write workload.
+struct Writes {
+    io: (u64, u64),
+}
+
+impl Writes {
+    fn start() -> Result<Self> {
+        Ok(Writes { io: io_written()? })
+    }
+
+    /// Settles the engine and completes the cell: `keys` entries written
+    /// (for write amplification), `live` distinct keys in the database
+    /// (for space amplification).
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self,
+        workload: &str,
+        name: &str,
+        engine: &dyn Engine,
+        dir: &Path,
+        cfg: &RunConfig,
+        t: &Timed,
+        h: &Histogram<u64>,
+        keys: u64,
+        live: u64,
+    ) -> Result<Cell> {
+        let settle_start = Instant::now();
+        engine.settle(cfg.settle_max)?;
+        let settle_seconds = settle_start.elapsed().as_secs_f64();
+        let io = io_written()?;
+        let (disk, apparent) = dir_size(dir)?;
+        let mut c = base_cell(workload, name, t, h, keys);
+        let written = io.0 - self.io.0;
+        c.bytes_written = Some(written);
+        c.cancelled_bytes = Some(io.1 - self.io.1);
+        c.write_amp = Some(written as f64 / (keys * ENTRY_BYTES).max(1) as f64);
+        c.disk_bytes = Some(disk);
+        c.apparent_bytes = Some(apparent);
+        c.space_amp = Some(disk as f64 / (live * ENTRY_BYTES).max(1) as f64);
+        c.settle_seconds = Some(settle_seconds);
+        c.internal = engine.internal_stats();
+        eprintln!(
+            "  {name:8} {workload:11} {:>10.0} ops/s  settle {settle_seconds:.1}s  wa {:.2}  sa {:.2}",
+            c.ops_per_sec,
+            c.write_amp.unwrap_or(0.0),
+            c.space_amp.unwrap_or(0.0)
+        );
+        Ok(c)
+    }
+}
