@@ -37,8 +37,8 @@ use crate::{Error, Result, TableIter};
 pub(crate) enum BlockData {
     /// Uncompressed: the block's range within the table's bytes.
     Mapped(Range<usize>),
-    /// Decompressed contents.
-    Owned(Arc<[u8]>),
+    /// Decompressed contents (shared without another copy).
+    Owned(Arc<Vec<u8>>),
 }
 
 /// Cumulative counters of one [`Table`], since it was opened.
@@ -238,7 +238,7 @@ impl Table {
                 let start = usize::try_from(handle.offset).unwrap_or(usize::MAX);
                 BlockData::Mapped(start..start.saturating_add(b.len()))
             }
-            Cow::Owned(v) => BlockData::Owned(Arc::from(v)),
+            Cow::Owned(v) => BlockData::Owned(Arc::new(v)),
         })
     }
 
