@@ -55,7 +55,7 @@ impl WriteBatch {
 
     /// The operations in order: (kind, key, value); the value of a delete
     /// is empty.
-    pub fn ops(&self) -> impl Iterator<Item = (ValueKind, &[u8], &[u8])> {
+    pub fn ops(&self) -> impl DoubleEndedIterator<Item = (ValueKind, &[u8], &[u8])> {
         self.ops.iter().map(|(k, key, v)| (*k, key.as_slice(), v.as_slice()))
     }
 

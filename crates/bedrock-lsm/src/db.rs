@@ -261,48 +261,35 @@ impl Inner {
     }
 
     pub(crate) fn get_at(&self, key: &[u8], seq: u64) -> Result<Option<Vec<u8>>> {
-        let sv = self.current();
-        let found = |kind: ValueKind, value: Vec<u8>| Ok(if kind == ValueKind::Put { Some(value) } else { None });
-        for mem in std::iter::once(&sv.mem).chain(sv.imms.iter()) {
-            if let Some((kind, value)) = mem.get(key, seq) {
-                return found(kind, value);
-            }
-        }
-        for f in sv.version.levels.first().into_iter().flatten().rev() {
-            if let Some((_, kind, value)) = f.table.get(key, seq)? {
-                return found(kind, value);
-            }
-        }
-        for level in 1..sv.version.levels.len() {
-            if let Some(f) = sv.version.find_in_sorted_level(level, key) {
-                if let Some((_, kind, value)) = f.table.get(key, seq)? {
-                    return found(kind, value);
-                }
-            }
-        }
-        Ok(None)
+        Ok(self.newest(key, seq)?.and_then(|(_, kind, value)| (kind == ValueKind::Put).then_some(value)))
     }
 
     /// The newest sequence number of any version of `key`, tombstones and
     /// not-yet-visible writes included. Call under `write_lock` for an
     /// answer no writer can change.
     pub(crate) fn latest_seq(&self, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self.newest(key, bedrock_sstable::MAX_SEQUENCE)?.map(|(seq, _, _)| seq))
+    }
+
+    /// The newest version of `key` with sequence number `<= seq`, as
+    /// (sequence number, kind, value): memtables newest first, then L0
+    /// newest first, then one table per deeper level.
+    fn newest(&self, key: &[u8], seq: u64) -> Result<Option<(u64, ValueKind, Vec<u8>)>> {
         let sv = self.current();
         for mem in std::iter::once(&sv.mem).chain(sv.imms.iter()) {
-            if let Some(seq) = mem.latest_seq(key) {
-                return Ok(Some(seq));
+            if let Some(found) = mem.get(key, seq) {
+                return Ok(Some(found));
             }
         }
-        let max = bedrock_sstable::MAX_SEQUENCE;
         for f in sv.version.levels.first().into_iter().flatten().rev() {
-            if let Some((seq, _, _)) = f.table.get(key, max)? {
-                return Ok(Some(seq));
+            if let Some(found) = f.table.get(key, seq)? {
+                return Ok(Some(found));
             }
         }
         for level in 1..sv.version.levels.len() {
             if let Some(f) = sv.version.find_in_sorted_level(level, key) {
-                if let Some((seq, _, _)) = f.table.get(key, max)? {
-                    return Ok(Some(seq));
+                if let Some(found) = f.table.get(key, seq)? {
+                    return Ok(Some(found));
                 }
             }
         }

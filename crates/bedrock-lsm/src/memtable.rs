@@ -64,12 +64,12 @@ impl Memtable {
     /// key appears more than once, only its last operation is kept, so one
     /// (key, seq) never has two entries.
     pub(crate) fn apply(&self, batch: &WriteBatch, seq: u64) {
-        let ops: Vec<_> = batch.ops().collect();
         // Single-operation batches (most writes) need no duplicate check.
-        let mut seen = HashSet::with_capacity(if ops.len() > 1 { ops.len() } else { 0 });
+        let dedup = batch.len() > 1;
+        let mut seen = HashSet::with_capacity(if dedup { batch.len() } else { 0 });
         let mut added = 0;
-        for (kind, key, value) in ops.into_iter().rev() {
-            if batch.len() > 1 && !seen.insert(key) {
+        for (kind, key, value) in batch.ops().rev() {
+            if dedup && !seen.insert(key) {
                 continue;
             }
             let mut ikey = Vec::with_capacity(key.len() + bedrock_sstable::TRAILER_LEN);
@@ -81,22 +81,14 @@ impl Memtable {
         self.max_seq.fetch_max(seq, AtomicOrdering::Release);
     }
 
-    /// The newest entry of `user_key` with sequence number `<= seq`.
-    pub(crate) fn get(&self, user_key: &[u8], seq: u64) -> Option<(ValueKind, Vec<u8>)> {
+    /// The newest entry of `user_key` with sequence number `<= seq`, as
+    /// (sequence number, kind, value).
+    pub(crate) fn get(&self, user_key: &[u8], seq: u64) -> Option<(u64, ValueKind, Vec<u8>)> {
         let mut target = Vec::with_capacity(user_key.len() + bedrock_sstable::TRAILER_LEN);
         encode_internal_key(user_key, seq, ValueKind::Put, &mut target);
         let entry = self.map.lower_bound(Bound::Included(&MemKey(target)))?;
-        let (found, _, kind) = decode_internal_key(&entry.key().0)?;
-        (found == user_key).then(|| (kind, entry.value().clone()))
-    }
-
-    /// The newest sequence number stored for `user_key`, if any.
-    pub(crate) fn latest_seq(&self, user_key: &[u8]) -> Option<u64> {
-        let mut target = Vec::with_capacity(user_key.len() + bedrock_sstable::TRAILER_LEN);
-        encode_internal_key(user_key, bedrock_sstable::MAX_SEQUENCE, ValueKind::Put, &mut target);
-        let entry = self.map.lower_bound(Bound::Included(&MemKey(target)))?;
-        let (found, seq, _) = decode_internal_key(&entry.key().0)?;
-        (found == user_key).then_some(seq)
+        let (found, found_seq, kind) = decode_internal_key(&entry.key().0)?;
+        (found == user_key).then(|| (found_seq, kind, entry.value().clone()))
     }
 
     pub(crate) fn approximate_bytes(&self) -> usize {
@@ -199,11 +191,11 @@ mod tests {
         b.delete(b"k");
         mem.apply(&b, 9);
         assert_eq!(mem.get(b"k", 4), None);
-        assert_eq!(mem.get(b"k", 5), Some((ValueKind::Put, b"v1".to_vec())));
-        assert_eq!(mem.get(b"k", 8), Some((ValueKind::Put, b"v1".to_vec())));
-        assert_eq!(mem.get(b"k", 9), Some((ValueKind::Delete, Vec::new())));
+        assert_eq!(mem.get(b"k", 5), Some((5, ValueKind::Put, b"v1".to_vec())));
+        assert_eq!(mem.get(b"k", 8), Some((5, ValueKind::Put, b"v1".to_vec())));
+        assert_eq!(mem.get(b"k", 9), Some((9, ValueKind::Delete, Vec::new())));
         assert_eq!(mem.get(b"j", 100), None);
-        assert_eq!(mem.latest_seq(b"k"), Some(9));
+        assert_eq!(mem.get(b"k", bedrock_sstable::MAX_SEQUENCE).map(|(s, _, _)| s), Some(9));
     }
 
     #[test]
@@ -215,8 +207,8 @@ mod tests {
         b.put(b"x", b"1");
         b.put(b"x", b"2");
         mem.apply(&b, 3);
-        assert_eq!(mem.get(b"k", 3), Some((ValueKind::Delete, Vec::new())));
-        assert_eq!(mem.get(b"x", 3), Some((ValueKind::Put, b"2".to_vec())));
+        assert_eq!(mem.get(b"k", 3), Some((3, ValueKind::Delete, Vec::new())));
+        assert_eq!(mem.get(b"x", 3), Some((3, ValueKind::Put, b"2".to_vec())));
         assert_eq!(mem.len(), 2);
     }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::batch::WriteBatch;
-use crate::db::{Db, Inner};
+use crate::db::{Core, Db, Inner};
 use crate::memtable::Memtable;
 use crate::stats::Counters;
 use crate::{Error, Result};
@@ -202,19 +202,7 @@ impl Inner {
             if !mem_full {
                 break Ok(());
             }
-            let segment = match self.wal.roll() {
-                Ok(s) => s,
-                Err(e) => {
-                    let err = Error::Wal(e);
-                    self.set_bg_error(&mut core, &err);
-                    break Err(err);
-                }
-            };
-            let old = std::mem::replace(&mut core.mem, std::sync::Arc::new(Memtable::new(segment)));
-            core.imms.push_back(old);
-            self.publish(&core);
-            self.core_cv.notify_all();
-            break Ok(());
+            break self.switch_memtable(&mut core);
         };
         if let Some(start) = stall_start {
             let waited = start.elapsed();
@@ -222,6 +210,26 @@ impl Inner {
             tracing::info!(waited_ms = waited.as_millis() as u64, "write stall ended");
         }
         result
+    }
+
+    /// Makes the active memtable immutable and starts a new one in a new
+    /// WAL segment, so the old memtable's records all lie in earlier
+    /// segments. Called with `write_lock` and the core lock held. A failed
+    /// roll poisons the WAL, and the database with it.
+    fn switch_memtable(&self, core: &mut Core) -> Result<()> {
+        let segment = match self.wal.roll() {
+            Ok(s) => s,
+            Err(e) => {
+                let err = Error::Wal(e);
+                self.set_bg_error(core, &err);
+                return Err(err);
+            }
+        };
+        let old = std::mem::replace(&mut core.mem, std::sync::Arc::new(Memtable::new(segment)));
+        core.imms.push_back(old);
+        self.publish(core);
+        self.core_cv.notify_all();
+        Ok(())
     }
 
     /// Switches the active memtable (if non-empty) to immutable and waits
@@ -237,10 +245,7 @@ impl Inner {
                     self.core_cv.wait_for(&mut core, Duration::from_millis(100));
                 }
                 self.check_writable(&core)?;
-                let segment = self.wal.roll().map_err(Error::Wal)?;
-                let old = std::mem::replace(&mut core.mem, std::sync::Arc::new(Memtable::new(segment)));
-                core.imms.push_back(old);
-                self.publish(&core);
+                self.switch_memtable(&mut core)?;
             }
             self.core_cv.notify_all();
         }

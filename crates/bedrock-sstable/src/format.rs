@@ -12,8 +12,8 @@
 //! ```
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
-use std::mem::size_of;
 use std::borrow::Cow;
+use std::mem::size_of;
 use std::path::Path;
 
 use crate::options::Compression;
@@ -198,7 +198,12 @@ pub(crate) fn read_block<'a>(file: &'a [u8], handle: BlockHandle, path: &Path, v
 /// # Errors
 /// As for [`read_block`], plus [`Error::Corruption`] if a compressed block
 /// does not decompress to its recorded length.
-pub(crate) fn read_block_any<'a>(file: &'a [u8], handle: BlockHandle, path: &Path, verify: bool) -> Result<Cow<'a, [u8]>> {
+pub(crate) fn read_block_any<'a>(
+    file: &'a [u8],
+    handle: BlockHandle,
+    path: &Path,
+    verify: bool,
+) -> Result<Cow<'a, [u8]>> {
     let out_of_range = || Error::corruption(path, handle.offset, format!("block handle {handle:?} out of range"));
     let start = usize::try_from(handle.offset).map_err(|_| out_of_range())?;
     let end = usize::try_from(handle.size).ok().and_then(|s| start.checked_add(s)).ok_or_else(out_of_range)?;

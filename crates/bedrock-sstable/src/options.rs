@@ -47,7 +47,12 @@ pub struct TableOptions {
 
 impl Default for TableOptions {
     fn default() -> Self {
-        TableOptions { block_size_bytes: 4096, restart_interval: 16, bloom_bits_per_key: 10, compression: Compression::None }
+        TableOptions {
+            block_size_bytes: 4096,
+            restart_interval: 16,
+            bloom_bits_per_key: 10,
+            compression: Compression::None,
+        }
     }
 }
 
@@ -104,7 +109,12 @@ mod tests {
         }
         let edges = [
             TableOptions { block_size_bytes: 1, restart_interval: 1, bloom_bits_per_key: 0, ..TableOptions::default() },
-            TableOptions { block_size_bytes: MAX_BLOCK_SIZE_BYTES, restart_interval: 1 << 20, bloom_bits_per_key: 64, ..TableOptions::default() },
+            TableOptions {
+                block_size_bytes: MAX_BLOCK_SIZE_BYTES,
+                restart_interval: 1 << 20,
+                bloom_bits_per_key: 64,
+                ..TableOptions::default()
+            },
         ];
         for o in edges {
             o.validate().unwrap();

@@ -15,9 +15,9 @@
 //! scrubbing. Setting a bit is `Relaxed`: it guards no other data, and a
 //! race only means two threads both verify the same block.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

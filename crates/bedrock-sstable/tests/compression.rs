@@ -80,7 +80,11 @@ fn damage_in_compressed_blocks_is_an_error_never_wrong_data() {
         it.seek_to_first();
         let mut i = 0;
         while it.valid() {
-            assert_eq!((it.key(), it.value()), (expected[i].0.as_slice(), expected[i].1.as_slice()), "wrong data after flip at {pos}");
+            assert_eq!(
+                (it.key(), it.value()),
+                (expected[i].0.as_slice(), expected[i].1.as_slice()),
+                "wrong data after flip at {pos}"
+            );
             i += 1;
             it.next();
         }
