@@ -5,6 +5,8 @@
 //! passed; each request has a timeout. Latencies of successful requests go
 //! into an HDR histogram (microseconds, 3 significant digits). For `get`
 //! the whole key space is written first (bounded by [`PRELOAD_TIMEOUT`]).
+//!
+//! With `--workload` it runs a YCSB core workload instead ([`crate::ycsb`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bedrock_proto::v1 as pb;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::{BenchArgs, BenchOp};
 use crate::client::{self, Client};
@@ -49,7 +51,7 @@ pub struct BenchReport {
 }
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Mean.
     pub mean: f64,
@@ -74,6 +76,9 @@ struct Tally {
 
 /// Runs the benchmark and prints the report.
 pub async fn run(endpoints: &[String], args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(workload) = args.workload {
+        return crate::ycsb::run(endpoints, &args, workload).await;
+    }
     let mut clients = Vec::with_capacity(args.clients as usize);
     for _ in 0..args.clients {
         clients.push(client::connect(endpoints).await?);

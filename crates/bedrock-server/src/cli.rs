@@ -113,14 +113,35 @@ pub enum BenchOp {
     Get,
 }
 
-/// Options of `bedrock bench`.
+/// A YCSB core workload run by `bedrock bench --workload` (the mixes are
+/// defined in [`crate::ycsb::workload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum YcsbWorkload {
+    /// Update heavy: 50% read, 50% update, zipfian.
+    A,
+    /// Read mostly: 95% read, 5% update, zipfian.
+    B,
+    /// Read only: 100% read, zipfian.
+    C,
+    /// Read latest: 95% read, 5% insert, reads skewed to recent inserts.
+    D,
+    /// Short ranges: 95% scan (1..=100 records), 5% insert, zipfian.
+    E,
+    /// Read-modify-write: 50% read, 50% read-modify-write, zipfian.
+    F,
+}
+
+/// Options of `bedrock bench`: either one operation (`--op`, the default
+/// mode) or a YCSB workload (`--workload`); the two exclude each other.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The operation to measure.
+    /// The operation to measure (excludes `--workload`).
     #[arg(long, value_enum, default_value_t = BenchOp::Put)]
     pub op: BenchOp,
-    /// Concurrent gRPC clients, each with its own connection.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Concurrent gRPC clients, each with its own connection (`--threads`
+    /// is the same flag under its YCSB name).
+    #[arg(long, visible_alias = "threads", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub clients: u32,
     /// Total number of requests over all clients.
     #[arg(long, default_value_t = 100_000)]
@@ -132,12 +153,51 @@ pub struct BenchArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
-    /// Stop after this many seconds even if requests remain.
+    /// Stop after this many seconds even if requests remain (with
+    /// `--workload`: bounds the run phase).
     #[arg(long)]
     pub duration: Option<u64>,
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run a YCSB core workload instead of a single operation.
+    #[arg(long, value_enum, help_heading = "YCSB", conflicts_with_all = ["op", "requests", "key_space", "value_size"])]
+    pub workload: Option<YcsbWorkload>,
+    /// Records inserted by the load phase (keys `user<fnv hash of 0..N>`).
+    #[arg(long, help_heading = "YCSB", requires = "workload", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub records: u64,
+    /// Operations of the run phase, over all threads.
+    #[arg(long, help_heading = "YCSB", requires = "workload", default_value_t = 100_000)]
+    pub operations: u64,
+    /// Size of the one value field of each record, in bytes.
+    #[arg(long, help_heading = "YCSB", requires = "workload", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub field_length: u32,
+    /// Whether to run the load phase first (`false` when the records are
+    /// already there from an earlier run with the same `--records`).
+    #[arg(long, help_heading = "YCSB", requires = "workload", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub load: bool,
+    /// Skip the load phase (the same as `--load false`).
+    #[arg(long, help_heading = "YCSB", requires = "workload", conflicts_with = "load")]
+    pub skip_load: bool,
+    /// Seed of the random generators; the same seed repeats each thread's
+    /// sequence of operations and keys.
+    #[arg(long, help_heading = "YCSB", requires = "workload", default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the JSON report and the chart into this directory
+    /// (created if missing) as `ycsb-<workload>.json` and `.svg`.
+    #[arg(long, help_heading = "YCSB", requires = "workload", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Write an SVG chart (throughput over time, latency percentiles per
+    /// operation type) to this file.
+    #[arg(long, help_heading = "YCSB", requires = "workload", value_name = "PATH")]
+    pub chart: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// Whether the YCSB load phase runs (`--load`, unless `--skip-load`).
+    pub fn load_phase(&self) -> bool {
+        self.load && !self.skip_load
+    }
 }
 
 #[cfg(test)]
@@ -176,5 +236,46 @@ mod tests {
         assert_eq!(cli.endpoints, vec!["a:1", "b:2"]);
         let cli = Cli::try_parse_from(["bedrock", "scan", "a", "--limit", "3"]).unwrap();
         assert!(matches!(cli.command, Command::Scan { limit: 3, end: None, .. }));
+    }
+
+    fn bench(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["bedrock", "bench"].iter().chain(args))?;
+        let Command::Bench(args) = cli.command else { panic!("not bench") };
+        Ok(args)
+    }
+
+    #[test]
+    fn bench_defaults() {
+        let args = bench(&[]).unwrap();
+        assert_eq!((args.op, args.clients, args.requests, args.key_space), (BenchOp::Put, 16, 100_000, 100_000));
+        assert_eq!((args.value_size, args.duration, args.json), (100, None, false));
+        assert_eq!(args.workload, None);
+        assert_eq!((args.records, args.operations, args.field_length, args.seed), (100_000, 100_000, 100, 1));
+        assert!(args.load_phase());
+        assert_eq!((args.output_dir, args.chart), (None, None));
+    }
+
+    #[test]
+    fn bench_ycsb_flags() {
+        let args = bench(&["--workload", "e", "--threads", "8", "--records", "10", "--operations", "20"]).unwrap();
+        assert_eq!((args.workload, args.clients, args.records, args.operations), (Some(YcsbWorkload::E), 8, 10, 20));
+        assert!(!bench(&["--workload", "a", "--skip-load"]).unwrap().load_phase());
+        assert!(!bench(&["--workload", "a", "--load", "false"]).unwrap().load_phase());
+        assert!(bench(&["--workload", "a", "--load", "true"]).unwrap().load_phase());
+        let args = bench(&["--workload", "f", "--chart", "c.svg", "--output-dir", "out", "--duration", "5"]).unwrap();
+        assert_eq!((args.chart, args.output_dir), (Some("c.svg".into()), Some("out".into())));
+        assert_eq!(args.duration, Some(5));
+    }
+
+    #[test]
+    fn bench_modes_exclude_each_other() {
+        assert!(bench(&["--workload", "a", "--op", "get"]).is_err());
+        assert!(bench(&["--workload", "a", "--requests", "5"]).is_err());
+        assert!(bench(&["--workload", "a", "--skip-load", "--load", "true"]).is_err());
+        assert!(bench(&["--records", "5"]).is_err(), "YCSB flags need --workload");
+        assert!(bench(&["--chart", "c.svg"]).is_err(), "YCSB flags need --workload");
+        assert!(bench(&["--workload", "g"]).is_err());
+        assert!(bench(&["--workload", "a", "--field-length", "0"]).is_err());
+        assert_eq!(bench(&["--op", "get", "--clients", "64"]).unwrap().op, BenchOp::Get);
     }
 }

@@ -12,6 +12,7 @@
 //!   tokio's blocking pool because writes fsync.
 //! - [`txn`]: etcd-style compare-and-swap transactions, retried on conflict.
 //! - [`error`]: the one mapping of storage errors to HTTP and gRPC codes.
+//! - [`ycsb`]: the YCSB core workloads A–F for `bedrock bench --workload`.
 //!
 //! What it does not do: authentication, TLS, or any request path that
 //! panics on client input (every decode is checked).
@@ -46,3 +47,4 @@ pub mod read;
 pub mod serve;
 pub mod store;
 pub mod txn;
+pub mod ycsb;
