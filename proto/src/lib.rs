@@ -1,13 +1,25 @@
-//! Bedrock's protobuf contract and the Rust code generated from it.
+//! Bedrock's protobuf contract, the Rust code generated from it, and a Rust
+//! client with endpoint failover.
 //!
 //! The `.proto` files under `proto/bedrock/` are the public, language-neutral
-//! contract of a Bedrock server; this crate compiles them at build time with
+//! contract of a Bedrock server (clients in other languages generate their
+//! stubs from them); this crate compiles them at build time with
 //! [protox](https://docs.rs/protox) (pure Rust: no `protoc` install needed)
 //! and exposes the prost messages together with the tonic client
 //! ([`v1::kv_client::KvClient`]) and server ([`v1::kv_server::KvServer`]).
 //!
-//! It does not contain any logic: validation, error mapping and the storage
-//! calls live in `bedrock-server`.
+//! [`Client`] ([`client`] module) wraps the generated client for Rust
+//! callers: typed `get`/`put`/`delete`/`scan`/`txn` over a list of
+//! endpoints, failing over to the next endpoint only when that is safe. A
+//! request is sent again only if it certainly was not applied (connection
+//! refused, server status `UNAVAILABLE`) or if it is a read; a write whose
+//! outcome is in doubt (server status `UNKNOWN`, a connection broken or a
+//! timeout after sending) fails with [`ClientError::OutcomeUnknown`] and is
+//! never retried. [`Client`]'s documentation has the full table.
+//!
+//! It is not the server: validation, error mapping and the storage calls
+//! live in `bedrock-server`. The client does no load balancing, connection
+//! pooling or TLS.
 //!
 //! Packages:
 //! - [`v1`]: `bedrock.v1`, the client API (`KV` service: Get, Put, Delete,
@@ -26,6 +38,23 @@
 //! };
 //! assert_eq!(txn.success.len(), 1);
 //! ```
+//!
+//! With the failover client (needs a running server):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bedrock_proto::ClientError> {
+//! let mut client = bedrock_proto::Client::connect(["127.0.0.1:8080", "127.0.0.2:8080"]).await?;
+//! let revision = client.put("name", "raft").await?;
+//! let (value, read_at) = client.get_with_revision("name").await?;
+//! assert_eq!(value.as_deref(), Some(&b"raft"[..]));
+//! assert!(read_at >= revision);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod client;
+
+pub use client::{Client, ClientError, ClientOptions};
 
 /// The `bedrock.v1` package: the client API (`KV` service), its messages,
 /// and the generated tonic client and server. Documentation of each item is

@@ -1,5 +1,11 @@
 //! The CLI client commands (`put`, `get`, `del`, `scan`, `txn`) over the
 //! gRPC API, and the connection logic shared with the benchmark.
+//!
+//! The commands go through [`bedrock_proto::Client`], so they fail over to
+//! the next endpoint when that is safe: always when an endpoint refuses the
+//! connection or answers `UNAVAILABLE`, and for reads also when the
+//! connection breaks mid-request. A write whose outcome is unknown is
+//! reported, not retried.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bedrock_proto::v1 as pb;
+use bedrock_proto::ClientOptions;
 use pb::kv_client::KvClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -24,7 +31,20 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connected gRPC client.
 pub type Client = KvClient<Channel>;
 
-/// Connects to the first endpoint of `endpoints` that accepts a connection.
+/// The options of the CLI's failover client: the timeouts above and the
+/// server's message size limit.
+pub fn client_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: CONNECT_TIMEOUT,
+        request_timeout: REQUEST_TIMEOUT,
+        max_message_bytes: MAX_REQUEST_BYTES,
+        ..ClientOptions::default()
+    }
+}
+
+/// Connects to the first endpoint of `endpoints` that accepts a connection
+/// and returns the bare generated client (no failover), as the benchmark
+/// wants: it measures one server.
 pub async fn connect(endpoints: &[String]) -> anyhow::Result<Client> {
     let mut failures = Vec::new();
     for endpoint in endpoints.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
@@ -52,51 +72,39 @@ async fn connect_one(endpoint: &str) -> anyhow::Result<Channel> {
 
 /// Runs one client command; the exit code is 1 for a missing key on `get`.
 pub async fn run(endpoints: &[String], command: Command) -> anyhow::Result<ExitCode> {
-    let mut client = connect(endpoints).await?;
+    let mut client = bedrock_proto::Client::connect_with(endpoints.iter().cloned(), client_options()).await?;
     let mut out = std::io::stdout().lock();
     match command {
         Command::Put { key, value } => {
-            let req = pb::PutRequest { key: key.into_bytes(), value: value.into_bytes() };
-            client.put(req).await?;
+            client.put(key, value).await?;
             writeln!(out, "OK")?;
         }
-        Command::Get { key } => {
-            let req = pb::GetRequest { key: key.clone().into_bytes(), serializable: false };
-            match client.get(req).await?.into_inner().kv {
-                Some(kv) => {
-                    out.write_all(&kv.value)?;
-                    writeln!(out)?;
-                }
-                None => {
-                    eprintln!("bedrock: key not found: {key}");
-                    return Ok(ExitCode::from(1));
-                }
+        Command::Get { key } => match client.get(key.as_bytes()).await? {
+            Some(value) => {
+                out.write_all(&value)?;
+                writeln!(out)?;
             }
-        }
+            None => {
+                eprintln!("bedrock: key not found: {key}");
+                return Ok(ExitCode::from(1));
+            }
+        },
         Command::Del { key } => {
-            client.delete(pb::DeleteRequest { key: key.into_bytes() }).await?;
+            client.delete(key).await?;
             writeln!(out, "OK")?;
         }
         Command::Scan { start, end, limit } => {
-            let req = pb::ScanRequest {
-                start: start.unwrap_or_default().into_bytes(),
-                end: end.unwrap_or_default().into_bytes(),
-                limit,
-                serializable: false,
-            };
-            let mut stream = client.scan(req).await?.into_inner();
-            while let Some(chunk) = stream.message().await? {
-                for kv in chunk.kvs {
-                    out.write_all(&kv.key)?;
-                    out.write_all(b"\t")?;
-                    out.write_all(&kv.value)?;
-                    out.write_all(b"\n")?;
-                }
+            let kvs = client.scan(start.unwrap_or_default(), end.map(String::into_bytes), limit).await?;
+            for (key, value) in kvs {
+                out.write_all(&key)?;
+                out.write_all(b"\t")?;
+                out.write_all(&value)?;
+                out.write_all(b"\n")?;
             }
         }
         Command::Txn { file } => {
             let req = read_txn(&file)?;
-            let resp = client.txn(convert::txn_request_to_proto(req)).await?.into_inner();
+            let resp = client.txn(convert::txn_request_to_proto(req)).await?;
             let json = crate::json::txn_response(convert::txn_response_from_proto(resp)?);
             writeln!(out, "{}", serde_json::to_string(&json)?)?;
         }

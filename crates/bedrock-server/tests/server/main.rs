@@ -8,4 +8,5 @@ mod common;
 mod crash;
 mod grpc_api;
 mod http_api;
+mod python_client;
 mod shutdown;
