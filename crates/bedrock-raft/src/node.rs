@@ -242,8 +242,7 @@ impl Node {
                         cfg.id
                     )));
                 }
-                let mut cs = ConfState::default();
-                cs.voters = initial.0.keys().copied().collect();
+                let cs = ConfState { voters: initial.0.keys().copied().collect(), ..Default::default() };
                 let mut members = initial.clone();
                 if let Some(me) = members.0.get_mut(&cfg.id) {
                     me.client_addr.clone_from(&cfg.client_addr);
@@ -708,8 +707,7 @@ impl Driver {
                 (*id, ConfChangeType::RemoveNode)
             }
         };
-        let mut single = ConfChangeSingle::default();
-        single.node_id = id;
+        let mut single = ConfChangeSingle { node_id: id, ..Default::default() };
         single.set_change_type(ty);
         let mut cc = ConfChangeV2::default();
         cc.set_changes(vec![single].into());

@@ -371,8 +371,7 @@ impl raft::Storage for LogStore {
         let index = source.ready_snapshot(min_index).ok_or_else(unavailable)?;
         let term = self.term_of(index).ok_or_else(unavailable)?;
         let (cs, members) = self.conf_at(index);
-        let mut snap = Snapshot::default();
-        snap.data = members.to_bytes().into();
+        let mut snap = Snapshot { data: members.to_bytes().into(), ..Default::default() };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;
@@ -465,6 +464,7 @@ fn apply_record(
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
     use raft::Storage as _;

@@ -29,6 +29,7 @@ struct Cluster {
 impl Cluster {
     fn start(n: usize) -> Cluster {
         let (dir, root) = data_dir();
+        std::fs::create_dir_all(&root).expect("create cluster dir");
         let raft_ports = free_ports(n);
         let initial = raft_ports
             .iter()
