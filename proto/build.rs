@@ -1,11 +1,11 @@
-//! Compiles `bedrock/v1/*.proto` with protox (pure Rust, so no `protoc`
+//! Compiles `bedrock/v1/*.proto` and `bedrock/peer/v1/*.proto` with protox (pure Rust, so no `protoc`
 //! install is needed) and generates the prost messages plus the tonic client
 //! and server with tonic-prost-build.
 
 use std::path::Path;
 
 /// The proto files of the crate, relative to the crate root.
-const PROTOS: &[&str] = &["bedrock/v1/kv.proto"];
+const PROTOS: &[&str] = &["bedrock/v1/kv.proto", "bedrock/v1/cluster.proto", "bedrock/peer/v1/peer.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

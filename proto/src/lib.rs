@@ -63,3 +63,14 @@ pub use client::{Client, ClientError, ClientOptions};
 pub mod v1 {
     tonic::include_proto!("bedrock.v1");
 }
+
+/// The `bedrock.peer.v1` package: traffic between the servers of a cluster
+/// (Raft messages, snapshots, forwarded requests, status). Served on the
+/// Raft port; see `proto/bedrock/peer/v1/peer.proto`.
+pub mod peer {
+    /// Version 1 of the peer protocol.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("bedrock.peer.v1");
+    }
+}

@@ -74,6 +74,18 @@ impl WriteBatch {
         out
     }
 
+    /// The batch as bytes (the WAL payload format with sequence number 0),
+    /// for callers that log batches themselves, e.g. in Raft entries.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode(0)
+    }
+
+    /// Decodes [`WriteBatch::to_bytes`]; `None` if the bytes are not a
+    /// well-formed batch.
+    pub fn from_bytes(bytes: &[u8]) -> Option<WriteBatch> {
+        Self::decode(bytes).map(|(_, batch)| batch)
+    }
+
     /// Decodes a WAL payload into (sequence number, batch); `None` if the
     /// bytes are not a well-formed batch.
     pub(crate) fn decode(payload: &[u8]) -> Option<(u64, WriteBatch)> {

@@ -72,6 +72,11 @@ pub enum Error {
     /// is in doubt. Reads still work.
     #[error("the database is read-only after an earlier failure: {0}")]
     Poisoned(String),
+    /// A write that does not fit the database's mode: [`crate::Db::write`]
+    /// with [`crate::Options::disable_wal`] set, [`crate::Db::write_at`]
+    /// without it, or a sequence number not above the last one.
+    #[error("unsupported write: {0}")]
+    WriteMode(String),
     /// An option is out of range; the string names it and the rule.
     #[error("invalid option: {0}")]
     InvalidOptions(String),

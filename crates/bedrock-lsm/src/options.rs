@@ -22,6 +22,13 @@ pub struct Options {
     /// Write-ahead log options (sync policy, segment size, recovery mode).
     /// Default: [`WalOptions::default`] (fsync before acknowledging).
     pub wal: WalOptions,
+    /// The caller keeps the write-ahead log itself (a Raft log): writes go
+    /// through [`crate::Db::write_at`] with caller-assigned sequence
+    /// numbers and are not logged by the engine, so a crash loses what was
+    /// not flushed and the caller replays its own log from
+    /// [`crate::Db::last_flushed_sequence`] + 1 on restart. [`crate::Db::write`]
+    /// is refused in this mode. Default: false.
+    pub disable_wal: bool,
     /// Largest key in bytes. Default: 8 KiB (TiKV's `max-key-size`).
     /// Minimum: 1.
     pub max_key_bytes: usize,
@@ -77,6 +84,7 @@ impl Default for Options {
             fs: RealFs::shared(),
             create_if_missing: true,
             wal: WalOptions::default(),
+            disable_wal: false,
             max_key_bytes: 8 << 10,
             max_value_bytes: 8 << 20,
             max_batch_bytes: 32 << 20,

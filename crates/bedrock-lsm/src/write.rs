@@ -118,6 +118,9 @@ impl Db {
         check: impl FnOnce(&LatestView<'_>) -> std::result::Result<(), E>,
     ) -> Result<std::result::Result<u64, E>> {
         let inner = &*self.inner;
+        if inner.opts.disable_wal {
+            return Err(Error::WriteMode("the WAL is disabled: write with Db::write_at".into()));
+        }
         inner.validate_batch(&batch)?;
         let payload_bytes: u64 = batch.ops().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
         let guard = inner.write_lock.lock();
@@ -134,6 +137,44 @@ impl Db {
         inner.visible_seq.fetch_max(seq, Ordering::AcqRel);
         Counters::add(&inner.counters.user_bytes, payload_bytes);
         Ok(Ok(seq))
+    }
+
+    /// Applies, at the caller's sequence number `seq` and without logging
+    /// it, the batch that `build` returns after looking at the latest
+    /// state: `build` runs under the write lock, after every earlier write,
+    /// so it can validate transactions (as the check of
+    /// [`Db::write_checked`]) and keep only the writes that pass. For
+    /// [`crate::Options::disable_wal`] databases, whose caller keeps the
+    /// log: a Raft state machine applies log entry *i* with `seq = i`, so
+    /// every replica holds the same versions. `seq` must be greater than
+    /// [`Db::last_sequence`]; an empty batch only advances the sequence
+    /// number (a log entry without writes), which the next flush records
+    /// too. The write is visible when this returns and durable after the
+    /// next flush ([`Db::last_flushed_sequence`]).
+    ///
+    /// # Errors
+    /// [`Error::WriteMode`] if the WAL is enabled or `seq` is not above the
+    /// last sequence number; what `build` returns; otherwise as for
+    /// [`Db::write`]. Nothing is written on error.
+    pub fn write_at(&self, seq: u64, build: impl FnOnce(&LatestView<'_>) -> Result<WriteBatch>) -> Result<u64> {
+        let inner = &*self.inner;
+        if !inner.opts.disable_wal {
+            return Err(Error::WriteMode("Db::write_at needs Options::disable_wal".into()));
+        }
+        let _guard = inner.write_lock.lock();
+        let last = inner.last_seq.load(Ordering::Relaxed);
+        if seq <= last {
+            return Err(Error::WriteMode(format!("sequence number {seq} is not above the last one, {last}")));
+        }
+        inner.make_room()?;
+        let batch = build(&LatestView { inner })?;
+        inner.validate_batch(&batch)?;
+        let payload_bytes: u64 = batch.ops().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
+        inner.super_version.read().mem.apply(&batch, seq);
+        inner.last_seq.store(seq, Ordering::Relaxed);
+        inner.visible_seq.fetch_max(seq, Ordering::AcqRel);
+        Counters::add(&inner.counters.user_bytes, payload_bytes);
+        Ok(seq)
     }
 }
 
@@ -239,7 +280,9 @@ impl Inner {
             let _guard = self.write_lock.lock();
             let mut core = self.core.lock();
             self.check_writable(&core)?;
-            if !core.mem.is_empty() {
+            // A memtable holding only sequence numbers (empty batches of
+            // `write_at`) is flushed too, so the manifest records them.
+            if !core.mem.is_empty() || core.mem.max_seq() > core.last_flushed_seq {
                 while core.imms.len() >= self.opts.max_immutable_memtables && core.bg_error.is_none() {
                     self.core_cv.notify_all();
                     self.core_cv.wait_for(&mut core, Duration::from_millis(100));

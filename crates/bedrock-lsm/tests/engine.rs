@@ -221,3 +221,40 @@ fn checkpoint_opens_as_an_exact_point_in_time_copy() {
     }
     copy.verify().unwrap();
 }
+
+#[test]
+fn write_at_without_wal_keeps_flushed_writes_and_caller_sequence_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options { disable_wal: true, ..small(dir.path()) };
+    let db = Db::open(opts()).unwrap();
+    let batch = |k: &[u8], v: &[u8]| {
+        let mut b = WriteBatch::new();
+        b.put(k, v);
+        b
+    };
+    assert!(matches!(db.put(b"k", b"v"), Err(Error::WriteMode(_))));
+    assert_eq!(db.write_at(5, |_| Ok(batch(b"a", b"1"))).unwrap(), 5);
+    assert!(matches!(db.write_at(5, |_| Ok(batch(b"a", b"2"))), Err(Error::WriteMode(_))));
+    // The builder sees the latest state, including the write at 5.
+    db.write_at(7, |view| {
+        assert_eq!(view.latest_seq(b"a").unwrap(), Some(5));
+        Ok(batch(b"b", b"2"))
+    })
+    .unwrap();
+    // A log entry without writes still advances the sequence number.
+    db.write_at(9, |_| Ok(WriteBatch::new())).unwrap();
+    assert_eq!(db.last_sequence(), 9);
+    db.flush().unwrap();
+    assert_eq!(db.last_flushed_sequence(), 9);
+    db.write_at(10, |_| Ok(batch(b"c", b"lost"))).unwrap();
+    // Only the bad batch's entry fails; nothing of it is applied.
+    assert!(db.write_at(11, |_| Ok(batch(b"", b"x"))).is_err());
+    drop(db);
+
+    let db = Db::open(opts()).unwrap();
+    assert_eq!(db.last_sequence(), 9, "unflushed writes are the caller's to replay");
+    assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(db.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(db.get(b"c").unwrap(), None);
+    assert_eq!(db.write_at(10, |_| Ok(batch(b"c", b"again"))).unwrap(), 10);
+}

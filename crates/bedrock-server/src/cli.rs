@@ -63,6 +63,47 @@ pub enum Command {
     },
     /// Load-test a server through the gRPC API.
     Bench(BenchArgs),
+    /// List, add, promote or remove cluster members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Print every member's role, term, leader, commit and applied index.
+    Status {
+        /// `table` (readable) or `json` (one object per line, for scripts).
+        #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+}
+
+/// `bedrock member ...`.
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Print the members with their addresses and roles.
+    List,
+    /// Add node ID as a learner (it catches up by snapshot; promote it
+    /// afterwards). Start it with `bedrock serve --id ID --join ENDPOINT`.
+    Add {
+        /// The new node's id.
+        id: u64,
+        /// Its peer (Raft) address, host:port.
+        raft_addr: String,
+        /// Its client API address, host:port.
+        client_addr: String,
+    },
+    /// Make learner ID a voter (fails until it has caught up).
+    Promote {
+        /// The learner's id.
+        id: u64,
+    },
+    /// Remove node ID (leadership moves away first if ID leads).
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+    /// Hand leadership to voter ID.
+    TransferLeader {
+        /// The voter's id.
+        id: u64,
+    },
 }
 
 /// Options of `bedrock serve`.
@@ -75,10 +116,21 @@ pub struct ServeArgs {
     /// picks a free port, printed on standard output.
     #[arg(long, env = "BEDROCK_CLIENT_ADDR", default_value = "127.0.0.1:8080")]
     pub client_addr: SocketAddr,
-    /// Address for Raft peer traffic. Accepted and logged; replication is
-    /// not implemented yet, so nothing listens on it.
+    /// Address for Raft peer traffic (used in cluster mode, with
+    /// `--initial-cluster` or `--join`).
     #[arg(long, env = "BEDROCK_RAFT_ADDR", default_value = "127.0.0.1:9000")]
     pub raft_addr: SocketAddr,
+    /// Bootstrap a new cluster with these voters: `ID=RAFT_ADDR,...`, e.g.
+    /// `1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003` (same value on
+    /// every initial node; ignored once the node has state). Without this
+    /// or `--join` the server runs single-node, without Raft.
+    #[arg(long, env = "BEDROCK_INITIAL_CLUSTER", conflicts_with = "join")]
+    pub initial_cluster: Option<String>,
+    /// Join the existing cluster that serves this client endpoint
+    /// (host:port): the node asks to be added as a learner and catches up
+    /// through a snapshot.
+    #[arg(long, env = "BEDROCK_JOIN")]
+    pub join: Option<String>,
     /// This node's id in the cluster.
     #[arg(long, env = "BEDROCK_ID", default_value_t = 1)]
     pub id: u64,
@@ -219,6 +271,8 @@ mod tests {
         assert_eq!(args.raft_addr.to_string(), "127.0.0.1:9000");
         assert_eq!(args.id, 1);
         assert_eq!(args.sync, SyncPolicy::Always);
+        assert_eq!(args.initial_cluster, None);
+        assert_eq!(args.join, None);
     }
 
     #[test]

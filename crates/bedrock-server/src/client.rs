@@ -108,7 +108,9 @@ pub async fn run(endpoints: &[String], command: Command) -> anyhow::Result<ExitC
             let json = crate::json::txn_response(convert::txn_response_from_proto(resp)?);
             writeln!(out, "{}", serde_json::to_string(&json)?)?;
         }
-        Command::Serve(_) | Command::Bench(_) => bail!("not a client command"),
+        Command::Serve(_) | Command::Bench(_) | Command::Member(_) | Command::Status { .. } => {
+            bail!("not a key-value client command")
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -28,6 +28,14 @@ pub enum ApiError {
     /// server's bounded retries; nothing was applied. Safe to retry.
     #[error("{0}")]
     Conflict(String),
+    /// Not applied and safe to retry: no leader (an election is under
+    /// way), or the node is stopping. HTTP 503, gRPC `UNAVAILABLE`.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A write was proposed but its outcome is unknown (it may or may not
+    /// be applied): do not retry blindly. HTTP 504, gRPC `UNKNOWN`.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// Storage or server failure; the message says what happened.
     #[error("{0}")]
     Internal(String),
@@ -45,6 +53,8 @@ impl ApiError {
             ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +81,22 @@ impl From<bedrock_txn::Error> for ApiError {
     }
 }
 
+impl From<bedrock_raft::Error> for ApiError {
+    fn from(err: bedrock_raft::Error) -> ApiError {
+        use bedrock_raft::Error;
+        match err {
+            e @ (Error::Unavailable(_) | Error::NotLeader { .. } | Error::Stopped) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            e @ Error::OutcomeUnknown(_) => ApiError::OutcomeUnknown(e.to_string()),
+            e @ Error::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            e @ Error::InvalidArgument(_) => ApiError::InvalidArgument(e.to_string()),
+            Error::Storage(e) => ApiError::from(e),
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(err: tokio::task::JoinError) -> ApiError {
         // A panic inside a blocking storage call is a server bug: report it
@@ -85,6 +111,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
             ApiError::NotFound(m) => tonic::Status::not_found(m),
             ApiError::Conflict(m) => tonic::Status::aborted(m),
+            ApiError::Unavailable(m) => tonic::Status::unavailable(m),
+            ApiError::OutcomeUnknown(m) => tonic::Status::unknown(m),
             ApiError::Internal(m) => {
                 tracing::warn!(error = %m, "gRPC request failed");
                 tonic::Status::internal(m)

@@ -37,8 +37,9 @@ pub type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanResponse, Status>
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let key = req.into_inner().key;
-        let read = self.store.get(key.clone()).await?;
+        let req = req.into_inner();
+        let key = req.key;
+        let read = self.store.get_with(key.clone(), req.serializable).await?;
         Ok(Response::new(convert::get_response(key, read.value, read.revision)))
     }
 

@@ -1,9 +1,11 @@
 //! The `bedrock` binary's library: the server (HTTP/1.1 and gRPC client API
 //! on one port), the CLI client and the benchmark.
 //!
-//! The server is single-node for now: requests go straight to a
-//! `bedrock_txn::Db` (replication through `bedrock-raft` comes later and
-//! will sit between [`store::Store`] and the front ends). What it does:
+//! Without cluster flags the server is single-node: requests go straight to
+//! a `bedrock_txn::Db`. With `--initial-cluster` or `--join` it is a
+//! member of a Raft cluster (`bedrock-raft`): [`store::Store`] sends writes
+//! through Raft (forwarded to the leader from any node) and reads after a
+//! ReadIndex. What it does:
 //!
 //! - [`http`]: curl-friendly routes (`PUT /put?key=K`, `GET /get?key=K`, …).
 //! - [`grpc`]: the `bedrock.v1.KV` service from `bedrock-proto`.
@@ -11,6 +13,8 @@
 //! - [`store`]: the async face of the database; every storage call runs on
 //!   tokio's blocking pool because writes fsync.
 //! - [`txn`]: etcd-style compare-and-swap transactions, retried on conflict.
+//! - [`cluster`]: cluster mode: start-up, the `bedrock.v1.Cluster` admin
+//!   service, and the `member` and `status` commands.
 //! - [`error`]: the one mapping of storage errors to HTTP and gRPC codes.
 //! - [`ycsb`]: the YCSB core workloads A–F for `bedrock bench --workload`.
 //!
@@ -30,6 +34,8 @@
 //!     raft_addr: "127.0.0.1:9000".parse()?,
 //!     id: 1,
 //!     sync: bedrock_wal::SyncPolicy::Always,
+//!     initial_cluster: None, // or Some("1=127.0.0.1:9001,...".into())
+//!     join: None,
 //! };
 //! bedrock_server::serve::run(args).await?; // until SIGINT or SIGTERM
 //! # Ok(()) }
@@ -38,6 +44,7 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod convert;
 pub mod error;
 pub mod grpc;

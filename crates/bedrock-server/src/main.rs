@@ -8,7 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use bedrock_server::cli::{Cli, Command};
-use bedrock_server::{bench, client, serve};
+use bedrock_server::{bench, client, cluster, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,6 +33,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await?,
         Command::Bench(args) => bench::run(&cli.endpoints, args).await?,
+        Command::Member(cmd) => return cluster::run_member(&cli.endpoints, cmd).await,
+        Command::Status { output } => return cluster::run_status(&cli.endpoints, &output).await,
         command => return client::run(&cli.endpoints, command).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -56,6 +56,10 @@ pub enum ServeError {
     /// The server stopped on an I/O error.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// The cluster member could not start (bad flags, `--join` failed,
+    /// storage, raft address in use).
+    #[error("cannot start the cluster member: {0}")]
+    Cluster(String),
     /// The final flush failed; the data is still safe in the write-ahead log.
     #[error("flush on shutdown failed: {0}")]
     Flush(ApiError),
@@ -63,7 +67,11 @@ pub enum ServeError {
 
 /// The client API of `store`: HTTP routes and gRPC service on one router.
 pub fn app(store: Store) -> Router {
-    let grpc = tonic::service::Routes::new(KvService::new(store.clone()).into_server()).prepare().into_axum_router();
+    let mut routes = tonic::service::Routes::new(KvService::new(store.clone()).into_server());
+    if let Some(replica) = store.replica() {
+        routes = routes.add_service(crate::cluster::ClusterService::new(replica.clone()).into_server());
+    }
+    let grpc = routes.prepare().into_axum_router();
     // tonic's router brings a gRPC `Unimplemented` fallback; ours replaces
     // it and answers plain HTTP requests with a readable 404.
     http::router(store).merge(grpc).fallback(http::not_found)
@@ -74,7 +82,15 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     info!(id = args.id, data_dir = %args.data_dir.display(), sync = ?args.sync, "opening database");
     let mut options = Options::with_dir(&args.data_dir);
     options.wal.sync = args.sync;
-    let store = open(options).await?;
+    let clustered = args.initial_cluster.is_some() || args.join.is_some();
+    let (store, member) = if clustered {
+        let limits = Limits { max_key_bytes: options.max_key_bytes };
+        let (member, replica) =
+            crate::cluster::start(&args, options).await.map_err(|e| ServeError::Cluster(format!("{e:#}")))?;
+        (Store::replicated(replica, limits), Some(member))
+    } else {
+        (open(options).await?, None)
+    };
     let listener = TcpListener::bind(args.client_addr)
         .await
         .map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
@@ -82,7 +98,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Handlers are installed before the address is announced, so a signal
     // sent as soon as the line is read is already a graceful shutdown.
     let mut signals = Signals::new().map_err(ServeError::Signals)?;
-    info!(raft_addr = %args.raft_addr, "raft address accepted; replication is not implemented yet");
+    if member.is_none() {
+        info!("single-node mode (no --initial-cluster or --join): the raft address is not used");
+    }
     info!(%addr, "serving client API (HTTP/1.1 and gRPC)");
     println!("bedrock: serving client API on {addr}");
 
@@ -111,6 +129,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             warn!(signal = name, "second signal: not waiting for in-flight requests");
             server.abort();
         }
+    }
+    if let Some(member) = member {
+        info!("stopping the raft node");
+        member.peer_server.abort();
+        let _ = tokio::task::spawn_blocking(move || member.node.stop()).await;
     }
     info!("flushing memtables");
     store.flush().await.map_err(ServeError::Flush)?;

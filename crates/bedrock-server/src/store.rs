@@ -2,7 +2,9 @@
 //! runs every (blocking, fsyncing) storage call on tokio's blocking pool and
 //! converts storage errors into [`ApiError`]s.
 
-use bedrock_txn::Db;
+use bedrock_raft::command::Command;
+use bedrock_raft::Replica;
+use bedrock_txn::{Db, WriteBatch};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -55,8 +57,17 @@ pub struct Read<T> {
 /// Cheap to clone: a handle to the database plus the request limits.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Db,
+    backend: Backend,
     limits: Limits,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Single node: straight to the database (its own WAL).
+    Direct(Db),
+    /// A cluster member: writes through Raft, reads after ReadIndex.
+    Cluster(Replica),
 }
 
 /// Number of scan chunks buffered between the storage thread and a slow
@@ -64,9 +75,45 @@ pub struct Store {
 const SCAN_CHANNEL_CHUNKS: usize = 4;
 
 impl Store {
-    /// Wraps an open database.
+    /// Wraps an open database (single-node server).
     pub fn new(db: Db, limits: Limits) -> Store {
-        Store { db, limits }
+        Store { backend: Backend::Direct(db), limits }
+    }
+
+    /// Serves through a Raft replica (cluster member).
+    pub fn replicated(replica: Replica, limits: Limits) -> Store {
+        Store { backend: Backend::Cluster(replica), limits }
+    }
+
+    /// The replica, in cluster mode.
+    pub fn replica(&self) -> Option<&Replica> {
+        match &self.backend {
+            Backend::Cluster(r) => Some(r),
+            Backend::Direct(_) => None,
+        }
+    }
+
+    /// The database to read, after making a local read linearizable
+    /// (ReadIndex) unless `serializable` allows a possibly stale read.
+    async fn read_db(&self, serializable: bool) -> Result<Db, ApiError> {
+        match &self.backend {
+            Backend::Direct(db) => Ok(db.clone()),
+            Backend::Cluster(r) => {
+                if !serializable {
+                    r.read_index().await?;
+                }
+                Ok(r.node().state_machine().db())
+            }
+        }
+    }
+
+    /// Replicates one write batch; returns its revision.
+    async fn replicate(r: &Replica, batch: WriteBatch) -> Result<u64, ApiError> {
+        let mut results = r.propose(vec![Command::Write(batch)]).await?;
+        match results.pop() {
+            Some(result) => Ok(result?),
+            None => Err(ApiError::OutcomeUnknown("no result for the write".into())),
+        }
     }
 
     /// The limits requests are checked against.
@@ -76,31 +123,56 @@ impl Store {
 
     /// Reads `key` (`None`: missing).
     pub async fn get(&self, key: Vec<u8>) -> Result<Read<Option<Vec<u8>>>, ApiError> {
+        self.get_with(key, false).await
+    }
+
+    /// Reads `key`; with `serializable` a cluster member answers from its
+    /// local state without confirming it is current (may be stale).
+    pub async fn get_with(&self, key: Vec<u8>, serializable: bool) -> Result<Read<Option<Vec<u8>>>, ApiError> {
         self.limits.check_key(&key)?;
+        let db = self.read_db(serializable).await?;
         // A point read touches the memtable and at most a few memory-mapped
         // blocks (microseconds, no fsync), so it runs on the async worker:
         // a hop to the blocking pool cost more than the read itself
         // (measured: 9.7k -> see docs/benchmarks.md gets/s with 16 clients).
-        read::get(&self.db, &key)
+        read::get(&db, &key)
     }
 
     /// Writes `key` durably; returns the commit revision.
     pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<u64, ApiError> {
         self.limits.check_key(&key)?;
-        let db = self.db.clone();
-        blocking(move || db.put(&key, &value).map_err(ApiError::from)).await
+        match &self.backend {
+            Backend::Direct(db) => {
+                let db = db.clone();
+                blocking(move || db.put(&key, &value).map_err(ApiError::from)).await
+            }
+            Backend::Cluster(r) => {
+                let mut b = WriteBatch::new();
+                b.put(&key, &value);
+                Self::replicate(r, b).await
+            }
+        }
     }
 
     /// Deletes `key` durably; returns the commit revision.
     pub async fn delete(&self, key: Vec<u8>) -> Result<u64, ApiError> {
         self.limits.check_key(&key)?;
-        let db = self.db.clone();
-        blocking(move || db.delete(&key).map_err(ApiError::from)).await
+        match &self.backend {
+            Backend::Direct(db) => {
+                let db = db.clone();
+                blocking(move || db.delete(&key).map_err(ApiError::from)).await
+            }
+            Backend::Cluster(r) => {
+                let mut b = WriteBatch::new();
+                b.delete(&key);
+                Self::replicate(r, b).await
+            }
+        }
     }
 
     /// Reads the whole `range` into memory (callers bound it with a limit).
     pub async fn scan(&self, range: ScanRange) -> Result<Read<Vec<KeyValue>>, ApiError> {
-        let db = self.db.clone();
+        let db = self.read_db(false).await?;
         blocking(move || read::collect(&db, &range)).await
     }
 
@@ -108,13 +180,23 @@ impl Store {
     /// runs on the blocking pool and stops when the receiver is dropped.
     pub fn scan_stream(&self, range: ScanRange) -> mpsc::Receiver<Result<ScanChunk, ApiError>> {
         let (tx, rx) = mpsc::channel(SCAN_CHANNEL_CHUNKS);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let sink = |chunk| tx.blocking_send(Ok(chunk)).is_ok();
-            if let Err(err) = read::stream(&db, &range, sink) {
-                // The receiver may be gone already; then nobody is waiting.
-                let _ = tx.blocking_send(Err(err));
-            }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let db = match store.read_db(false).await {
+                Ok(db) => db,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                let sink = |chunk| tx.blocking_send(Ok(chunk)).is_ok();
+                if let Err(err) = read::stream(&db, &range, sink) {
+                    // The receiver may be gone already; then nobody is waiting.
+                    let _ = tx.blocking_send(Err(err));
+                }
+            })
+            .await;
         });
         rx
     }
@@ -122,13 +204,38 @@ impl Store {
     /// Runs a compare-and-swap transaction (retrying on conflicts).
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, ApiError> {
         req.validate(&self.limits)?;
-        let db = self.db.clone();
-        blocking(move || txn::execute(&db, &req)).await
+        match &self.backend {
+            Backend::Direct(db) => {
+                let db = db.clone();
+                blocking(move || txn::execute(&db, &req)).await
+            }
+            Backend::Cluster(r) => {
+                let mut attempt = 0;
+                loop {
+                    let db = self.read_db(false).await?;
+                    let (command, response) = txn::prepare(&db, &req)?;
+                    let Some(command) = command else { return Ok(response) };
+                    match r.propose(vec![command]).await?.pop() {
+                        Some(Ok(revision)) => return Ok(TxnResponse { revision, ..response }),
+                        Some(Err(bedrock_raft::Error::Conflict { .. }))
+                            if attempt + 1 < bedrock_txn::MAX_TRANSACTION_ATTEMPTS =>
+                        {
+                            attempt += 1;
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        None => return Err(ApiError::OutcomeUnknown("no result for the transaction".into())),
+                    }
+                }
+            }
+        }
     }
 
     /// Flushes memtables to SSTables (on graceful shutdown).
     pub async fn flush(&self) -> Result<(), ApiError> {
-        let db = self.db.clone();
+        let db = match &self.backend {
+            Backend::Direct(db) => db.clone(),
+            Backend::Cluster(r) => r.node().state_machine().db(),
+        };
         blocking(move || db.flush().map_err(ApiError::from)).await
     }
 }

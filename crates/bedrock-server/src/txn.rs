@@ -163,6 +163,58 @@ pub fn execute(db: &Db, req: &TxnRequest) -> Result<TxnResponse, ApiError> {
     Ok(TxnResponse { succeeded, responses, revision })
 }
 
+/// Cluster mode: evaluates `req` against one snapshot of `db` and returns
+/// the command to replicate (`None` if the chosen branch writes nothing)
+/// with the response it will give once committed. The command carries
+/// every key read (compared or fetched) as observed at the snapshot, so
+/// each replica validates it at apply time: if any of them changed since,
+/// the entry applies nothing and the caller retries from a new snapshot.
+pub fn prepare(db: &Db, req: &TxnRequest) -> Result<(Option<bedrock_raft::command::Command>, TxnResponse), ApiError> {
+    use std::collections::BTreeMap;
+    let snapshot = db.begin_read_only();
+    let seq = snapshot.snapshot_seq();
+    let mut reads = bedrock_txn::ReadSet::default();
+    let mut overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    let mut read = |key: &[u8], overlay: &BTreeMap<Vec<u8>, Option<Vec<u8>>>| -> Result<Option<Vec<u8>>, ApiError> {
+        if let Some(v) = overlay.get(key) {
+            return Ok(v.clone());
+        }
+        reads.record_key(key, seq);
+        Ok(snapshot.get(key)?)
+    };
+    let mut succeeded = true;
+    for cmp in &req.compare {
+        let current = read(&cmp.key, &overlay)?;
+        if !cmp.holds(current.as_deref()) {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded { &req.success } else { &req.failure };
+    let mut writes = bedrock_txn::WriteBatch::new();
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        responses.push(match op {
+            Op::Put { key, value } => {
+                writes.put(key, value);
+                overlay.insert(key.clone(), Some(value.clone()));
+                OpResult::Put
+            }
+            Op::Delete { key } => {
+                writes.delete(key);
+                overlay.insert(key.clone(), None);
+                OpResult::Delete
+            }
+            Op::Get { key } => OpResult::Get { key: key.clone(), value: read(key, &overlay)? },
+        });
+    }
+    let response = TxnResponse { succeeded, responses, revision: seq };
+    if writes.is_empty() {
+        return Ok((None, response));
+    }
+    Ok((Some(bedrock_raft::command::Command::Txn { reads, writes }), response))
+}
+
 /// Evaluates the comparisons and applies the chosen branch inside `txn`.
 fn run_branch(txn: &mut Transaction, req: &TxnRequest) -> bedrock_txn::Result<(bool, Vec<OpResult>)> {
     let mut succeeded = true;

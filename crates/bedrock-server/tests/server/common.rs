@@ -30,11 +30,17 @@ pub struct Server {
 impl Server {
     /// Starts a server on `data_dir`; its stderr goes to `<data_dir>.log`.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts a server on `data_dir` with extra `serve` arguments.
+    pub fn start_with(data_dir: &Path, extra: &[String]) -> Server {
         let log = data_dir.with_extension(format!("{}.log", std::process::id()));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create server log");
         let mut child = Command::new(BIN)
             .args(["serve", "--client-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

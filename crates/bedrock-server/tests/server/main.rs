@@ -3,6 +3,7 @@
 //! data directories.
 
 mod cli;
+mod cluster;
 mod common;
 mod crash;
 mod grpc_api;

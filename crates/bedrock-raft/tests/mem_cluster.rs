@@ -1,0 +1,134 @@
+//! Three in-process nodes on the in-memory transport: replication,
+//! linearizable reads through followers, leader failure, snapshots for a
+//! node that fell behind a compacted log, and membership changes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bedrock_lsm::WriteBatch;
+use bedrock_raft::command::Command;
+use bedrock_raft::transport::MemNetwork;
+use bedrock_raft::{Member, MemberChange, Members, Node, NodeConfig, NodeHandle, Replica};
+
+fn members(n: u64) -> Members {
+    Members::parse_initial_cluster(
+        &(1..=n).map(|i| format!("{i}=127.0.0.1:{}", 19000 + i)).collect::<Vec<_>>().join(","),
+    )
+    .unwrap()
+}
+
+fn config(id: u64, root: &Path, initial: Option<Members>) -> NodeConfig {
+    let mut cfg = NodeConfig::new(id, root.join(format!("n{id}")));
+    cfg.cluster_id = 7;
+    cfg.tick = Duration::from_millis(20);
+    cfg.compact_entries = 300;
+    cfg.catch_up_entries = 50;
+    cfg.initial_cluster = initial;
+    cfg.lsm.memtable_size_bytes = 64 << 10;
+    cfg
+}
+
+fn start(net: &MemNetwork, cfg: NodeConfig) -> Node {
+    let net = net.clone();
+    Node::start(cfg, move |h| net.transport(h)).unwrap()
+}
+
+fn put(key: &str, value: &str) -> Vec<Command> {
+    let mut b = WriteBatch::new();
+    b.put(key.as_bytes(), value.as_bytes());
+    vec![Command::Write(b)]
+}
+
+async fn wait_leader(nodes: &[&NodeHandle]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(l) = nodes.iter().find_map(|n| n.leader().filter(|&l| l == n.id())) {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn read(r: &Replica, key: &str) -> Option<Vec<u8>> {
+    r.read_index().await.unwrap();
+    r.node().state_machine().db().get(key.as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_fail_over_snapshot_and_change_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new();
+    let mut nodes: Vec<Option<Node>> =
+        (1..=3).map(|id| Some(start(&net, config(id, dir.path(), Some(members(3)))))).collect();
+    let handle = |nodes: &Vec<Option<Node>>, id: u64| nodes[id as usize - 1].as_ref().unwrap().handle();
+    let all = |nodes: &Vec<Option<Node>>| nodes.iter().flatten().map(Node::handle).collect::<Vec<_>>();
+    let h = all(&nodes);
+    wait_leader(&h.iter().collect::<Vec<_>>()).await;
+
+    // A write through node 2 is read back through nodes 1 and 3.
+    let r2 = Replica::in_memory(h[1].clone(), net.clone());
+    let results = r2.propose(put("name", "raft")).await.unwrap();
+    let revision = *results[0].as_ref().unwrap();
+    assert!(revision > 5);
+    for r in [Replica::in_memory(h[0].clone(), net.clone()), Replica::in_memory(h[2].clone(), net.clone())] {
+        assert_eq!(read(&r, "name").await.as_deref(), Some(&b"raft"[..]));
+    }
+
+    // A transaction whose read went stale conflicts on every replica alike.
+    let mut reads = bedrock_txn::ReadSet::default();
+    reads.record_key(b"name", revision - 1);
+    let mut w = WriteBatch::new();
+    w.put(b"name", b"stale");
+    let res = r2.propose(vec![Command::Txn { reads, writes: w }]).await.unwrap();
+    assert!(matches!(res[0], Err(bedrock_raft::Error::Conflict { .. })), "{res:?}");
+
+    // Stop a follower, write enough to compact the log past it, restart it:
+    // it catches up through a snapshot.
+    let leader = wait_leader(&h.iter().collect::<Vec<_>>()).await;
+    // Handles keep a stopped node's database open; let go of them.
+    drop((h, r2));
+    let lagging = (1..=3).find(|&i| i != leader).unwrap();
+    net.remove(lagging);
+    nodes[lagging as usize - 1].take().unwrap().stop();
+    let rl = Replica::in_memory(handle(&nodes, leader), net.clone());
+    for i in 0..1500 {
+        rl.propose(put(&format!("k{i:05}"), &format!("v{i}"))).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handle(&nodes, leader).status().first_index < 1000 {
+        assert!(Instant::now() < deadline, "log never compacted: {:?}", handle(&nodes, leader).status());
+        rl.propose(put("tick", "x")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nodes[lagging as usize - 1] = Some(start(&net, config(lagging, dir.path(), Some(members(3)))));
+    let rlag = Replica::in_memory(handle(&nodes, lagging), net.clone());
+    assert_eq!(read(&rlag, "k01499").await.as_deref(), Some(&b"v1499"[..]));
+    assert!(handle(&nodes, lagging).status().snapshots_installed >= 1, "caught up without a snapshot");
+
+    // Add node 4 as a learner (it joins empty and gets a snapshot), promote
+    // it, then remove node 1; the cluster keeps serving.
+    let n4 = start(&net, config(4, dir.path(), None));
+    rl.change_membership(MemberChange::AddLearner {
+        id: 4,
+        member: Member { raft_addr: "127.0.0.1:19004".into(), client_addr: String::new() },
+    })
+    .await
+    .unwrap();
+    let r4 = Replica::in_memory(n4.handle(), net.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while n4.handle().state_machine().db().get(b"k01499").unwrap().is_none() {
+        assert!(Instant::now() < deadline, "learner never caught up: {:?}", n4.handle().status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rl.change_membership(MemberChange::Promote { id: 4 }).await.unwrap();
+    rl.change_membership(MemberChange::Remove { id: 1 }).await.unwrap();
+    let res = r4.propose(put("after", "membership")).await.unwrap();
+    assert!(res[0].is_ok());
+    let st = n4.handle().status();
+    assert!(st.voters.contains(&4) && !st.voters.contains(&1), "{st:?}");
+    assert_eq!(
+        read(&Replica::in_memory(handle(&nodes, 3), net.clone()), "after").await.as_deref(),
+        Some(&b"membership"[..])
+    );
+}
