@@ -12,6 +12,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -19,7 +20,7 @@ use crate::v1::kv_client::KvClient;
 use crate::v1::{request_op, DeleteRequest, GetRequest, PutRequest, ScanRequest, TxnRequest, TxnResponse};
 
 /// How a [`Client`] connects and how long it waits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// How long establishing the connection to one endpoint may take.
     /// Default: 3 s. Minimum: anything above zero.
@@ -39,6 +40,15 @@ pub struct ClientOptions {
     /// `n(n-1)/2 × retry_backoff` over `n` endpoints). Zero retries at
     /// once. Default: 50 ms.
     pub retry_backoff: Duration,
+    /// TLS for every endpoint (the server's `--cert-file`): the CA that
+    /// signed the server certificates and, for a server started with
+    /// `--client-cert-auth`, this client's certificate and key. With TLS,
+    /// `host:port` endpoints mean `https://host:port`, and `http://`
+    /// endpoints are refused. Default: none (cleartext HTTP/2).
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Token sent as `authorization: Bearer <token>` with every request,
+    /// for a server started with `--auth-token-file`. Default: none.
+    pub bearer_token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +58,8 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             max_message_bytes: 64 << 20,
             retry_backoff: Duration::from_millis(50),
+            tls: None,
+            bearer_token: None,
         }
     }
 }
@@ -67,6 +79,11 @@ impl ClientOptions {
         }
         if self.max_message_bytes == 0 {
             return bad("max_message_bytes", "must be at least 1");
+        }
+        if let Some(token) = &self.bearer_token {
+            if token.is_empty() || MetadataValue::<Ascii>::try_from(format!("Bearer {token}")).is_err() {
+                return bad("bearer_token", "must be non-empty visible ASCII");
+            }
         }
         Ok(())
     }
@@ -178,6 +195,22 @@ pub struct Client {
     conn: (usize, KvClient<Channel>),
     /// Where the next call starts.
     next: usize,
+    /// The `authorization` header value, if any.
+    auth: Auth,
+}
+
+/// Adds the bearer token (if any) to each request.
+#[derive(Debug, Clone, Default)]
+struct Auth(Option<MetadataValue<Ascii>>);
+
+impl Auth {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
+    }
 }
 
 /// One endpoint: the normalised URI (used in messages) and how to reach it.
@@ -222,10 +255,12 @@ impl Client {
             .filter(|e| !e.trim().is_empty())
             .map(|e| target(&e, &options))
             .collect::<Result<Vec<_>>>()?;
+        // Checked by `validate`.
+        let auth = Auth(options.bearer_token.as_ref().and_then(|t| format!("Bearer {t}").try_into().ok()));
         let mut failures = Failures::default();
         for (index, target) in endpoints.iter().enumerate() {
             match connect_one(target, &options).await {
-                Ok(client) => return Ok(Client { conn: (index, client), next: index, endpoints, options }),
+                Ok(client) => return Ok(Client { conn: (index, client), next: index, endpoints, options, auth }),
                 Err(reason) => failures.unreachable(&target.uri, reason),
             }
         }
@@ -259,10 +294,12 @@ impl Client {
     }
 
     async fn read_one(&mut self, req: GetRequest) -> Result<(Option<Vec<u8>>, u64)> {
+        let auth = self.auth.clone();
         let resp = self
             .call(Kind::Read, move |mut c| {
                 let req = req.clone();
-                async move { c.get(req).await }
+                let auth = auth.clone();
+                async move { c.get(auth.request(req)).await }
             })
             .await?;
         Ok((resp.kv.map(|kv| kv.value), resp.revision))
@@ -275,10 +312,12 @@ impl Client {
     /// an oversized value.
     pub async fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<u64> {
         let req = PutRequest { key: key.into(), value: value.into() };
+        let auth = self.auth.clone();
         let resp = self
             .call(Kind::Write, move |mut c| {
                 let req = req.clone();
-                async move { c.put(req).await }
+                let auth = auth.clone();
+                async move { c.put(auth.request(req)).await }
             })
             .await?;
         Ok(resp.revision)
@@ -291,10 +330,12 @@ impl Client {
     /// As for [`Client::put`].
     pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<u64> {
         let req = DeleteRequest { key: key.into() };
+        let auth = self.auth.clone();
         let resp = self
             .call(Kind::Write, move |mut c| {
                 let req = req.clone();
-                async move { c.delete(req).await }
+                let auth = auth.clone();
+                async move { c.delete(auth.request(req)).await }
             })
             .await?;
         Ok(resp.revision)
@@ -316,10 +357,12 @@ impl Client {
         limit: u64,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let req = ScanRequest { start: start.into(), end: end.unwrap_or_default(), limit, serializable: false };
+        let auth = self.auth.clone();
         self.call(Kind::Read, move |mut c| {
             let req = req.clone();
+            let auth = auth.clone();
             async move {
-                let mut stream = c.scan(req).await?.into_inner();
+                let mut stream = c.scan(auth.request(req)).await?.into_inner();
                 let mut kvs = Vec::new();
                 while let Some(chunk) = stream.message().await? {
                     kvs.extend(chunk.kvs.into_iter().map(|kv| (kv.key, kv.value)));
@@ -340,9 +383,11 @@ impl Client {
         let read_only =
             req.success.iter().chain(&req.failure).all(|op| matches!(op.request, Some(request_op::Request::Get(_))));
         let kind = if read_only { Kind::Read } else { Kind::Write };
+        let auth = self.auth.clone();
         self.call(kind, move |mut c| {
             let req = req.clone();
-            async move { c.txn(req).await }
+            let auth = auth.clone();
+            async move { c.txn(auth.request(req)).await }
         })
         .await
     }
@@ -435,8 +480,11 @@ async fn connect_one(target: &Target, options: &ClientOptions) -> std::result::R
 /// Parses one endpoint and applies the timeouts of `options`.
 fn target(given: &str, options: &ClientOptions) -> Result<Target> {
     let invalid = |reason: String| ClientError::InvalidEndpoint { endpoint: given.to_string(), reason };
-    let uri = normalise(given).map_err(|r| invalid(r.to_string()))?;
-    let endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| invalid(chain(&e)))?;
+    let uri = normalise(given, options.tls.is_some()).map_err(|r| invalid(r.to_string()))?;
+    let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| invalid(chain(&e)))?;
+    if let Some(tls) = &options.tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| invalid(chain(&e)))?;
+    }
     let parsed = endpoint.uri();
     if parsed.host().is_none_or(str::is_empty) {
         return Err(invalid("no host".to_string()));
@@ -451,14 +499,22 @@ fn target(given: &str, options: &ClientOptions) -> Result<Target> {
     Ok(Target { uri, endpoint })
 }
 
-/// Turns `host:port` into `http://host:port`; keeps `http://…` as given.
-/// Other schemes are refused: the client speaks cleartext HTTP/2 only.
-fn normalise(endpoint: &str) -> std::result::Result<String, &'static str> {
+/// Turns `host:port` into `http://host:port` (`https://` when `tls`);
+/// keeps an explicit scheme when it matches: `http://` without TLS,
+/// `https://` with it. Other schemes are refused.
+fn normalise(endpoint: &str, tls: bool) -> std::result::Result<String, &'static str> {
     let endpoint = endpoint.trim();
+    let default = if tls { "https" } else { "http" };
     let (scheme, rest) = match endpoint.split_once("://") {
-        None => ("http", endpoint),
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (scheme, rest),
-        Some(_) => return Err("only http:// endpoints are supported (no TLS)"),
+        None => (default, endpoint),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(default) => (scheme, rest),
+        Some((scheme, _)) if tls && scheme.eq_ignore_ascii_case("http") => {
+            return Err("an http:// endpoint with TLS configured (use https:// or host:port)")
+        }
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+            return Err("an https:// endpoint needs TLS options (a CA certificate)")
+        }
+        Some(_) => return Err("only http:// and https:// endpoints are supported"),
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {

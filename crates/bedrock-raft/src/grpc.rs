@@ -33,7 +33,7 @@ use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::command::{self, Command};
@@ -52,18 +52,22 @@ pub const MAX_PEER_MESSAGE_BYTES: usize = 128 << 20;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Options of the gRPC transport.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GrpcOptions {
     /// Snapshot chunk size in bytes. Default: 1 MiB.
     pub snapshot_chunk_bytes: usize,
     /// Snapshot sending rate limit in bytes per second (0: unlimited).
     /// Default: 100 MiB/s.
     pub snapshot_rate_bytes_per_sec: u64,
+    /// TLS toward peers (`https://` to their Raft addresses): the peer CA
+    /// and this node's client certificate, for mutual TLS. Default: none
+    /// (cleartext HTTP/2).
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for GrpcOptions {
     fn default() -> Self {
-        GrpcOptions { snapshot_chunk_bytes: 1 << 20, snapshot_rate_bytes_per_sec: 100 << 20 }
+        GrpcOptions { snapshot_chunk_bytes: 1 << 20, snapshot_rate_bytes_per_sec: 100 << 20, tls: None }
     }
 }
 
@@ -423,7 +427,7 @@ impl GrpcTransport {
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         peers.insert(to, tx.clone());
-        self.runtime.spawn(peer_loop(self.node.clone(), to, rx));
+        self.runtime.spawn(peer_loop(self.node.clone(), to, rx, self.options.tls.clone()));
         tx
     }
 }
@@ -434,7 +438,7 @@ impl Transport for GrpcTransport {
             let to = m.to;
             if is_snapshot(&m) {
                 let node = self.node.clone();
-                let options = self.options;
+                let options = self.options.clone();
                 self.runtime.spawn(async move {
                     let index = m.get_snapshot().get_metadata().index;
                     match send_snapshot(&node, m, options).await {
@@ -461,17 +465,21 @@ fn origin(node: &NodeHandle) -> Option<pb::Origin> {
     Some(pb::Origin { cluster_id: node.cluster_id(), from: node.id() })
 }
 
-async fn connect(node: &NodeHandle, to: u64) -> Result<PeerClient<Channel>> {
+async fn connect(node: &NodeHandle, to: u64, tls: Option<&ClientTlsConfig>) -> Result<PeerClient<Channel>> {
     let addr = node
         .members()
         .0
         .get(&to)
         .map(|m| m.raft_addr.clone())
         .ok_or_else(|| Error::Transport(format!("no address for node {to}")))?;
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| Error::Transport(format!("bad address {addr}: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| Error::Transport(format!("TLS for {addr}: {e}")))?;
+    }
     let channel =
         endpoint.connect().await.map_err(|e| Error::Transport(format!("connect to node {to} at {addr}: {e}")))?;
     Ok(PeerClient::new(channel)
@@ -480,13 +488,13 @@ async fn connect(node: &NodeHandle, to: u64) -> Result<PeerClient<Channel>> {
 }
 
 /// Keeps a stream open to `to` and sends queued messages in batches.
-async fn peer_loop(node: NodeHandle, to: u64, mut rx: mpsc::Receiver<Message>) {
+async fn peer_loop(node: NodeHandle, to: u64, mut rx: mpsc::Receiver<Message>, tls: Option<ClientTlsConfig>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if node.is_stopped() {
             return;
         }
-        let mut client = match connect(&node, to).await {
+        let mut client = match connect(&node, to, tls.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(to, error = %e, "peer unreachable");
@@ -555,7 +563,7 @@ async fn send_snapshot(node: &NodeHandle, msg: Message, options: GrpcOptions) ->
         .state_machine()
         .snapshot_dir(index)
         .ok_or_else(|| Error::Transport(format!("checkpoint {index} is gone")))?;
-    let mut client = connect(node, to).await?;
+    let mut client = connect(node, to, options.tls.as_ref()).await?;
     let header = pb::SnapshotHeader {
         origin: origin(node),
         message: msg.write_to_bytes().map_err(|e| Error::Transport(e.to_string()))?,
@@ -642,12 +650,19 @@ async fn pace(start: Instant, sent: u64, rate: u64) {
 pub struct PeerClients {
     node: NodeHandle,
     clients: Arc<Mutex<HashMap<u64, PeerClient<Channel>>>>,
+    tls: Option<Arc<ClientTlsConfig>>,
 }
 
 impl PeerClients {
     /// Clients on behalf of `node`.
     pub fn new(node: NodeHandle) -> PeerClients {
-        PeerClients { node, clients: Arc::default() }
+        PeerClients::with_tls(node, None)
+    }
+
+    /// Clients on behalf of `node`, over TLS when `tls` is given (see
+    /// [`GrpcOptions::tls`]).
+    pub fn with_tls(node: NodeHandle, tls: Option<ClientTlsConfig>) -> PeerClients {
+        PeerClients { node, clients: Arc::default(), tls: tls.map(Arc::new) }
     }
 
     async fn client(&self, to: u64) -> Result<PeerClient<Channel>> {
@@ -655,7 +670,7 @@ impl PeerClients {
             return Ok(c.clone());
         }
         // A failed connect means nothing was sent: retryable.
-        let c = connect(&self.node, to).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+        let c = connect(&self.node, to, self.tls.as_deref()).await.map_err(|e| Error::Unavailable(e.to_string()))?;
         self.clients.lock().insert(to, c.clone());
         Ok(c)
     }

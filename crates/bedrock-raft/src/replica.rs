@@ -77,6 +77,12 @@ impl Replica {
         Replica { peers: Peers::Grpc(PeerClients::new(node.clone())), node, timeout: DEFAULT_REQUEST_TIMEOUT }
     }
 
+    /// Like [`Replica::new`], reaching peers over TLS (see
+    /// [`crate::grpc::GrpcOptions::tls`]).
+    pub fn with_peer_tls(node: NodeHandle, tls: Option<tonic::transport::ClientTlsConfig>) -> Replica {
+        Replica { peers: Peers::Grpc(PeerClients::with_tls(node.clone(), tls)), node, timeout: DEFAULT_REQUEST_TIMEOUT }
+    }
+
     /// The replica of `node` on an in-memory network (tests, simulation).
     pub fn in_memory(node: NodeHandle, net: MemNetwork) -> Replica {
         Replica { peers: Peers::Mem(net), node, timeout: DEFAULT_REQUEST_TIMEOUT }

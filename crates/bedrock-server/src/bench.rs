@@ -75,13 +75,13 @@ struct Tally {
 }
 
 /// Runs the benchmark and prints the report.
-pub async fn run(endpoints: &[String], args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(endpoints: &[String], access: &client::Access, args: BenchArgs) -> anyhow::Result<()> {
     if let Some(workload) = args.workload {
-        return crate::ycsb::run(endpoints, &args, workload).await;
+        return crate::ycsb::run(endpoints, access, &args, workload).await;
     }
     let mut clients = Vec::with_capacity(args.clients as usize);
     for _ in 0..args.clients {
-        clients.push(client::connect(endpoints).await?);
+        clients.push(client::connect(endpoints, access).await?);
     }
     let value = Arc::new(vec![b'x'; args.value_size]);
     if args.op == BenchOp::Get {

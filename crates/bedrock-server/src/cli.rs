@@ -17,15 +17,56 @@ pub struct Cli {
     #[arg(long, global = true, env = "BEDROCK_ENDPOINTS", default_value = "127.0.0.1:8080", value_delimiter = ',')]
     pub endpoints: Vec<String>,
 
+    /// TLS and authentication of the client commands.
+    #[command(flatten)]
+    pub access: AccessArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How the client commands (`put`, `get`, `member`, `status`, `bench`, ...)
+/// reach a server that uses TLS or authentication (etcdctl's flag names).
+#[derive(Debug, Clone, Default, Args)]
+pub struct AccessArgs {
+    /// CA certificate (PEM) that signed the servers' certificates; turns on
+    /// TLS (`host:port` endpoints then mean `https://host:port`).
+    #[arg(long = "cacert", id = "tls_cacert", global = true, env = "BEDROCK_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM), for servers started with
+    /// `--client-cert-auth`.
+    #[arg(
+        long = "cert",
+        id = "tls_cert",
+        global = true,
+        env = "BEDROCK_CERT",
+        value_name = "FILE",
+        requires_all = ["tls_key", "tls_cacert"]
+    )]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "key",
+        id = "tls_key",
+        global = true,
+        env = "BEDROCK_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+    /// File whose first line is the bearer token to send, for servers
+    /// started with `--auth-token-file`.
+    #[arg(long, global = true, env = "BEDROCK_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
 /// The subcommands.
+// `Serve` is much larger than the others, but the value is parsed once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a server (single node for now).
+    /// Run a server: single node, or a cluster member with `--initial-cluster` or `--join`.
     Serve(ServeArgs),
     /// Write KEY=VALUE.
     Put {
@@ -141,6 +182,71 @@ pub struct ServeArgs {
     /// power cut may lose much).
     #[arg(long, env = "BEDROCK_SYNC", default_value = "always", value_parser = parse_sync)]
     pub sync: SyncPolicy,
+    /// Server certificate chain (PEM) of the client API; with `--key-file`
+    /// the client port speaks only TLS (HTTP/1.1 and gRPC).
+    #[arg(long, env = "BEDROCK_CERT_FILE", value_name = "FILE", requires = "key_file", help_heading = "Security")]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `--cert-file`.
+    #[arg(long, env = "BEDROCK_KEY_FILE", value_name = "FILE", requires = "cert_file", help_heading = "Security")]
+    pub key_file: Option<PathBuf>,
+    /// CA certificate (PEM) trusted to sign client certificates (with
+    /// `--client-cert-auth`) and, for `--join` over TLS, the cluster's
+    /// client API certificates.
+    #[arg(long, env = "BEDROCK_TRUSTED_CA_FILE", value_name = "FILE", help_heading = "Security")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse client connections without a certificate signed by
+    /// `--trusted-ca-file` (needs `--cert-file`).
+    #[arg(long, env = "BEDROCK_CLIENT_CERT_AUTH", requires_all = ["cert_file", "trusted_ca_file"], help_heading = "Security")]
+    pub client_cert_auth: bool,
+    /// File of accepted bearer tokens, one per line: client requests
+    /// without `Authorization: Bearer <token>` get 401 / `UNAUTHENTICATED`
+    /// (`/health`, `/metrics` and gRPC health stay open).
+    #[arg(long, env = "BEDROCK_AUTH_TOKEN_FILE", value_name = "FILE", help_heading = "Security")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Certificate chain (PEM) for peer traffic: the Raft listener serves
+    /// it and the node presents it to the other members (mutual TLS; needs
+    /// `--peer-key-file` and `--peer-trusted-ca-file`).
+    #[arg(long, env = "BEDROCK_PEER_CERT_FILE", value_name = "FILE", requires_all = ["peer_key_file", "peer_trusted_ca_file"], help_heading = "Security")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `--peer-cert-file`.
+    #[arg(
+        long,
+        env = "BEDROCK_PEER_KEY_FILE",
+        value_name = "FILE",
+        requires = "peer_cert_file",
+        help_heading = "Security"
+    )]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA certificate (PEM) that must have signed every peer's certificate;
+    /// a peer presenting any other is refused in the TLS handshake.
+    #[arg(
+        long,
+        env = "BEDROCK_PEER_TRUSTED_CA_FILE",
+        value_name = "FILE",
+        requires = "peer_cert_file",
+        help_heading = "Security"
+    )]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The client API's TLS files, if `--cert-file` is given.
+    pub fn client_tls(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.cert_file.clone()?,
+            key: self.key_file.clone()?,
+            trusted_ca: self.trusted_ca_file.clone(),
+        })
+    }
+
+    /// The peer TLS files, if `--peer-cert-file` is given.
+    pub fn peer_tls(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.peer_cert_file.clone()?,
+            key: self.peer_key_file.clone()?,
+            trusted_ca: self.peer_trusted_ca_file.clone(),
+        })
+    }
 }
 
 /// Parses `always`, `never` or `every-ms=N` (N >= 1).

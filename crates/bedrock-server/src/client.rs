@@ -16,9 +16,9 @@ use anyhow::{bail, Context};
 use bedrock_proto::v1 as pb;
 use bedrock_proto::ClientOptions;
 use pb::kv_client::KvClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::cli::Command;
+use crate::cli::{AccessArgs, Command};
 use crate::convert;
 use crate::json::TxnJson;
 use crate::store::MAX_REQUEST_BYTES;
@@ -31,24 +31,97 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connected gRPC client.
 pub type Client = KvClient<Channel>;
 
-/// The options of the CLI's failover client: the timeouts above and the
-/// server's message size limit.
-pub fn client_options() -> ClientOptions {
-    ClientOptions {
-        connect_timeout: CONNECT_TIMEOUT,
-        request_timeout: REQUEST_TIMEOUT,
-        max_message_bytes: MAX_REQUEST_BYTES,
-        ..ClientOptions::default()
+/// How the client commands reach servers: TLS and a bearer token, from
+/// the global `--cacert --cert --key --token-file` flags.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// TLS settings; `None` is cleartext.
+    pub tls: Option<ClientTlsConfig>,
+    /// Bearer token sent with every request.
+    pub token: Option<String>,
+}
+
+impl Access {
+    /// Reads the files the flags name.
+    ///
+    /// # Errors
+    /// An unreadable or malformed certificate, key or token file.
+    pub fn from_args(args: &AccessArgs) -> anyhow::Result<Access> {
+        let tls = match &args.cacert {
+            None => None,
+            Some(ca) => {
+                let identity = args.cert.as_deref().zip(args.key.as_deref());
+                Some(crate::tls::client_config(ca, identity)?)
+            }
+        };
+        let token = args.token_file.as_deref().map(first_token).transpose()?;
+        Ok(Access { tls, token })
     }
+
+    /// The tonic endpoint for `given` (`host:port`, `http://` or
+    /// `https://`), with the CLI's timeouts and, if configured, TLS.
+    ///
+    /// # Errors
+    /// A malformed endpoint, or a scheme that does not match the TLS setting.
+    pub fn endpoint(&self, given: &str) -> anyhow::Result<Endpoint> {
+        let given = given.trim();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let uri = match given.split_once("://") {
+            None => format!("{scheme}://{given}"),
+            Some((s, _)) if s.eq_ignore_ascii_case(scheme) => given.to_string(),
+            Some((s, _)) => bail!("endpoint {given}: scheme {s} does not match the TLS setting (use {scheme}://)"),
+        };
+        let mut endpoint = Endpoint::from_shared(uri)?.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        Ok(endpoint)
+    }
+
+    /// Wraps `message` in a request carrying the bearer token, if any.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                request.metadata_mut().insert("authorization", value);
+            }
+        }
+        request
+    }
+
+    /// The options of the CLI's failover client: the timeouts above, the
+    /// server's message size limit, TLS and the token.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            connect_timeout: CONNECT_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            max_message_bytes: MAX_REQUEST_BYTES,
+            tls: self.tls.clone(),
+            bearer_token: self.token.clone(),
+            ..ClientOptions::default()
+        }
+    }
+}
+
+/// The first token of a token file (one per line; blank lines and `#`
+/// comments skipped).
+///
+/// # Errors
+/// The file cannot be read or holds no token.
+pub fn first_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("token file {}", path.display()))?;
+    let token = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+    Ok(token.with_context(|| format!("token file {} holds no token", path.display()))?.to_string())
 }
 
 /// Connects to the first endpoint of `endpoints` that accepts a connection
 /// and returns the bare generated client (no failover), as the benchmark
-/// wants: it measures one server.
-pub async fn connect(endpoints: &[String]) -> anyhow::Result<Client> {
+/// wants: it measures one server. TLS comes from `access`; the bearer
+/// token is not sent (the benchmark measures servers without tokens).
+pub async fn connect(endpoints: &[String], access: &Access) -> anyhow::Result<Client> {
     let mut failures = Vec::new();
     for endpoint in endpoints.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-        match connect_one(endpoint).await {
+        match connect_one(endpoint, access).await {
             Ok(channel) => {
                 return Ok(KvClient::new(channel)
                     .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -63,16 +136,13 @@ pub async fn connect(endpoints: &[String]) -> anyhow::Result<Client> {
     bail!("cannot connect to any endpoint ({})", failures.join("; "))
 }
 
-async fn connect_one(endpoint: &str) -> anyhow::Result<Channel> {
-    let uri = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-    let channel =
-        Endpoint::from_shared(uri)?.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).connect().await?;
-    Ok(channel)
+async fn connect_one(endpoint: &str, access: &Access) -> anyhow::Result<Channel> {
+    Ok(access.endpoint(endpoint)?.connect().await?)
 }
 
 /// Runs one client command; the exit code is 1 for a missing key on `get`.
-pub async fn run(endpoints: &[String], command: Command) -> anyhow::Result<ExitCode> {
-    let mut client = bedrock_proto::Client::connect_with(endpoints.iter().cloned(), client_options()).await?;
+pub async fn run(endpoints: &[String], access: &Access, command: Command) -> anyhow::Result<ExitCode> {
+    let mut client = bedrock_proto::Client::connect_with(endpoints.iter().cloned(), access.client_options()).await?;
     let mut out = std::io::stdout().lock();
     match command {
         Command::Put { key, value } => {

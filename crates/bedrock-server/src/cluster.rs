@@ -21,7 +21,9 @@ use pb::cluster_server::{Cluster, ClusterServer};
 use tonic::{Request, Response, Status};
 
 use crate::cli::{MemberCommand, ServeArgs};
+use crate::client::Access;
 use crate::error::ApiError;
+use crate::{listener, tls};
 
 /// A running cluster member: the Raft node and its peer server task.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub struct ClusterMember {
     pub node: Node,
     /// The peer gRPC server on the Raft address.
     pub peer_server: tokio::task::JoinHandle<()>,
+    /// Send (or drop) to stop the peer server gracefully.
+    pub stop_peer_server: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Starts the Raft node of `args` and its peer server; returns the node
@@ -59,44 +63,84 @@ pub async fn start(args: &ServeArgs, lsm: bedrock_txn::Options) -> anyhow::Resul
     if saved != Some(cfg.cluster_id) {
         write_synced(&id_file, &cfg.cluster_id.to_string())?;
     }
+    // Peer mutual TLS: the listener requires a certificate signed by the
+    // peer CA, and this node presents its own to the others.
+    let (peer_acceptor, peer_client_tls) = match args.peer_tls() {
+        None => (None, None),
+        Some(files) => {
+            let acceptor = tls::acceptor(&files, true).context("peer TLS")?;
+            let ca = files.trusted_ca.as_deref().context("--peer-trusted-ca-file is required with --peer-cert-file")?;
+            let client = tls::client_config(ca, Some((&files.cert, &files.key))).context("peer TLS")?;
+            (Some(acceptor), Some(client))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.raft_addr)
         .await
         .with_context(|| format!("cannot listen on the raft address {}", args.raft_addr))?;
     let runtime = tokio::runtime::Handle::current();
     let cfg_for_node = cfg.clone();
+    let options = GrpcOptions { tls: peer_client_tls.clone(), ..GrpcOptions::default() };
     let node = tokio::task::spawn_blocking(move || {
-        Node::start(cfg_for_node, move |h| GrpcTransport::new(h, runtime, GrpcOptions::default()))
+        Node::start(cfg_for_node, move |h| GrpcTransport::new(h, runtime, options))
     })
     .await??;
-    let service = PeerService::new(node.handle()).into_server();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let routes = tonic::service::Routes::new(PeerService::new(node.handle()).into_server()).prepare();
+    let (stop_peer_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let peer_server = tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+        let app = routes.into_axum_router();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = listener::serve(listener, peer_acceptor, app, "peer", shutdown).await {
             tracing::error!(error = %e, "peer server failed");
         }
     });
-    tracing::info!(id = args.id, raft_addr = %args.raft_addr, cluster_id = format!("{:#x}", cfg.cluster_id), "raft node started");
-    let replica = Replica::new(node.handle());
-    Ok((ClusterMember { node, peer_server }, replica))
+    tracing::info!(
+        id = args.id,
+        raft_addr = %args.raft_addr,
+        peer_tls = peer_client_tls.is_some(),
+        cluster_id = format!("{:#x}", cfg.cluster_id),
+        "raft node started"
+    );
+    let replica = Replica::with_peer_tls(node.handle(), peer_client_tls);
+    Ok((ClusterMember { node, peer_server, stop_peer_server }, replica))
 }
 
 /// Asks the cluster at `endpoint` to add this node as a learner (unless
 /// it is a member already); returns the cluster id.
 async fn join(endpoint: &str, args: &ServeArgs) -> anyhow::Result<u64> {
-    let mut client = connect(&[endpoint.to_string()]).await?;
-    let list = client.member_list(pb::MemberListRequest {}).await.context("member list")?.into_inner();
+    let access = join_access(args)?;
+    let mut client = connect(&[endpoint.to_string()], &access).await?;
+    let list = client.member_list(access.request(pb::MemberListRequest {})).await.context("member list")?.into_inner();
     if !list.members.iter().any(|m| m.id == args.id) {
         client
-            .member_add(pb::MemberAddRequest {
+            .member_add(access.request(pb::MemberAddRequest {
                 id: args.id,
                 raft_addr: args.raft_addr.to_string(),
                 client_addr: args.client_addr.to_string(),
-            })
+            }))
             .await
             .with_context(|| format!("adding node {} through {endpoint}", args.id))?;
         tracing::info!(id = args.id, endpoint, "added to the cluster as a learner");
     }
     Ok(list.cluster_id)
+}
+
+/// How a joining node reaches the cluster's client API: with the cluster's
+/// client TLS settings when this node has them (`--cert-file` means the
+/// cluster speaks TLS; `--trusted-ca-file` verifies it, and the node's
+/// certificate doubles as its client certificate), and the first token of
+/// `--auth-token-file`.
+fn join_access(args: &ServeArgs) -> anyhow::Result<Access> {
+    let tls = match (&args.cert_file, &args.key_file) {
+        (Some(cert), Some(key)) => {
+            let ca = args.trusted_ca_file.as_deref().context("--join over TLS needs --trusted-ca-file")?;
+            Some(tls::client_config(ca, Some((cert, key)))?)
+        }
+        _ => None,
+    };
+    let token = args.auth_token_file.as_deref().map(crate::client::first_token).transpose()?;
+    Ok(Access { tls, token })
 }
 
 fn write_synced(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -225,11 +269,10 @@ fn status_to_pb(s: &NodeStatus, member: Option<&Member>) -> pb::MemberStatus {
     }
 }
 
-async fn connect(endpoints: &[String]) -> anyhow::Result<ClusterClient<tonic::transport::Channel>> {
+async fn connect(endpoints: &[String], access: &Access) -> anyhow::Result<ClusterClient<tonic::transport::Channel>> {
     let mut failures = Vec::new();
     for e in endpoints {
-        let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
-        match tonic::transport::Endpoint::from_shared(url)?.connect_timeout(Duration::from_secs(3)).connect().await {
+        match access.endpoint(e)?.connect().await {
             Ok(ch) => return Ok(ClusterClient::new(ch)),
             Err(err) => failures.push(format!("{e}: {err}")),
         }
@@ -241,16 +284,18 @@ async fn connect(endpoints: &[String]) -> anyhow::Result<ClusterClient<tonic::tr
 ///
 /// # Errors
 /// Connection failures and server errors.
-pub async fn run_member(endpoints: &[String], cmd: MemberCommand) -> anyhow::Result<ExitCode> {
-    let mut client = connect(endpoints).await?;
+pub async fn run_member(endpoints: &[String], access: &Access, cmd: MemberCommand) -> anyhow::Result<ExitCode> {
+    let mut client = connect(endpoints, access).await?;
     let list = match cmd {
-        MemberCommand::List => client.member_list(pb::MemberListRequest {}).await,
+        MemberCommand::List => client.member_list(access.request(pb::MemberListRequest {})).await,
         MemberCommand::Add { id, raft_addr, client_addr } => {
-            client.member_add(pb::MemberAddRequest { id, raft_addr, client_addr }).await
+            client.member_add(access.request(pb::MemberAddRequest { id, raft_addr, client_addr })).await
         }
-        MemberCommand::Promote { id } => client.member_promote(pb::MemberIdRequest { id }).await,
-        MemberCommand::Remove { id } => client.member_remove(pb::MemberIdRequest { id }).await,
-        MemberCommand::TransferLeader { id } => client.transfer_leader(pb::MemberIdRequest { id }).await,
+        MemberCommand::Promote { id } => client.member_promote(access.request(pb::MemberIdRequest { id })).await,
+        MemberCommand::Remove { id } => client.member_remove(access.request(pb::MemberIdRequest { id })).await,
+        MemberCommand::TransferLeader { id } => {
+            client.transfer_leader(access.request(pb::MemberIdRequest { id })).await
+        }
     }
     .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
     .into_inner();
@@ -268,10 +313,10 @@ pub async fn run_member(endpoints: &[String], cmd: MemberCommand) -> anyhow::Res
 ///
 /// # Errors
 /// Connection failures and server errors.
-pub async fn run_status(endpoints: &[String], output: &str) -> anyhow::Result<ExitCode> {
-    let mut client = connect(endpoints).await?;
+pub async fn run_status(endpoints: &[String], access: &Access, output: &str) -> anyhow::Result<ExitCode> {
+    let mut client = connect(endpoints, access).await?;
     let status = client
-        .status(pb::StatusRequest {})
+        .status(access.request(pb::StatusRequest {}))
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();

@@ -15,11 +15,14 @@
 //! - [`txn`]: etcd-style compare-and-swap transactions, retried on conflict.
 //! - [`cluster`]: cluster mode: start-up, the `bedrock.v1.Cluster` admin
 //!   service, and the `member` and `status` commands.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`error`]: the one mapping of storage errors to HTTP and gRPC codes.
 //! - [`ycsb`]: the YCSB core workloads A–F for `bedrock bench --workload`.
 //!
-//! What it does not do: authentication, TLS, or any request path that
-//! panics on client input (every decode is checked).
+//! - [`tls`], [`auth`], [`listener`]: TLS and mutual TLS from PEM files,
+//!   bearer tokens, and the accept loop both listeners share.
+//!
+//! No request path panics on client input (every decode is checked).
 //!
 //! Limits: keys are 1..=8 KiB and values at most 8 MiB by default (the
 //! storage layer's options); a request may not exceed
@@ -27,20 +30,17 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use bedrock_server::cli::ServeArgs;
-//! let args = ServeArgs {
-//!     data_dir: "bedrock-data".into(),
-//!     client_addr: "127.0.0.1:8080".parse()?,
-//!     raft_addr: "127.0.0.1:9000".parse()?,
-//!     id: 1,
-//!     sync: bedrock_wal::SyncPolicy::Always,
-//!     initial_cluster: None, // or Some("1=127.0.0.1:9001,...".into())
-//!     join: None,
-//! };
+//! use bedrock_server::cli::{Cli, Command};
+//! use clap::Parser;
+//! // Exactly what `bedrock serve ...` parses: flags, then BEDROCK_*
+//! // variables, then defaults.
+//! let cli = Cli::parse_from(["bedrock", "serve", "--data-dir", "bedrock-data", "--client-addr", "127.0.0.1:8080"]);
+//! let Command::Serve(args) = cli.command else { unreachable!() };
 //! bedrock_server::serve::run(args).await?; // until SIGINT or SIGTERM
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -50,8 +50,11 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod listener;
+pub mod metrics;
 pub mod read;
 pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod txn;
 pub mod ycsb;

@@ -32,10 +32,14 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await?,
-        Command::Bench(args) => bench::run(&cli.endpoints, args).await?,
-        Command::Member(cmd) => return cluster::run_member(&cli.endpoints, cmd).await,
-        Command::Status { output } => return cluster::run_status(&cli.endpoints, &output).await,
-        command => return client::run(&cli.endpoints, command).await,
+        Command::Bench(args) => bench::run(&cli.endpoints, &client::Access::from_args(&cli.access)?, args).await?,
+        Command::Member(cmd) => {
+            return cluster::run_member(&cli.endpoints, &client::Access::from_args(&cli.access)?, cmd).await
+        }
+        Command::Status { output } => {
+            return cluster::run_status(&cli.endpoints, &client::Access::from_args(&cli.access)?, &output).await
+        }
+        command => return client::run(&cli.endpoints, &client::Access::from_args(&cli.access)?, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }

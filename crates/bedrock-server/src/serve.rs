@@ -11,7 +11,6 @@
 //! in-flight requests finish (up to [`DRAIN_TIMEOUT`], or until a second
 //! signal); then the memtables are flushed and the process exits 0.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,10 +21,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
+use crate::auth::Tokens;
 use crate::cli::ServeArgs;
 use crate::error::ApiError;
 use crate::grpc::KvService;
 use crate::http;
+use crate::listener;
 use crate::store::{Limits, Store};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -60,25 +61,51 @@ pub enum ServeError {
     /// storage, raft address in use).
     #[error("cannot start the cluster member: {0}")]
     Cluster(String),
+    /// A TLS file is unreadable or the TLS flags do not fit together.
+    #[error("TLS: {0}")]
+    Security(crate::tls::TlsError),
+    /// The bearer token file is unreadable or empty.
+    #[error("authentication: {0}")]
+    Auth(String),
     /// The final flush failed; the data is still safe in the write-ahead log.
     #[error("flush on shutdown failed: {0}")]
     Flush(ApiError),
 }
 
-/// The client API of `store`: HTTP routes and gRPC service on one router.
-pub fn app(store: Store) -> Router {
+/// The client API of `store`: HTTP routes and gRPC services on one
+/// router, with request metrics and, when `tokens` is given, bearer-token
+/// authentication (see [`crate::auth`]).
+pub fn app(store: Store, tokens: Option<Tokens>) -> Router {
     let mut routes = tonic::service::Routes::new(KvService::new(store.clone()).into_server());
     if let Some(replica) = store.replica() {
         routes = routes.add_service(crate::cluster::ClusterService::new(replica.clone()).into_server());
     }
     let grpc = routes.prepare().into_axum_router();
+    crate::metrics::install();
+    let metrics =
+        Router::new().route("/metrics", axum::routing::get(crate::metrics::serve_metrics)).with_state(store.clone());
     // tonic's router brings a gRPC `Unimplemented` fallback; ours replaces
     // it and answers plain HTTP requests with a readable 404.
-    http::router(store).merge(grpc).fallback(http::not_found)
+    let router = http::router(store).merge(metrics).merge(grpc).fallback(http::not_found);
+    // Layers run outside in: metrics see every request, refused ones too.
+    let router = match tokens {
+        Some(tokens) => router.layer(axum::middleware::from_fn_with_state(tokens, crate::auth::require_token)),
+        None => router,
+    };
+    router.layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 /// Runs `bedrock serve` until a shutdown signal; returns after the flush.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    // Security settings first, so a bad file fails before anything opens.
+    let acceptor = match args.client_tls() {
+        Some(files) => Some(crate::tls::acceptor(&files, args.client_cert_auth).map_err(ServeError::Security)?),
+        None => None,
+    };
+    let tokens = match &args.auth_token_file {
+        Some(path) => Some(Tokens::load(path).map_err(ServeError::Auth)?),
+        None => None,
+    };
     info!(id = args.id, data_dir = %args.data_dir.display(), sync = ?args.sync, "opening database");
     let mut options = Options::with_dir(&args.data_dir);
     options.wal.sync = args.sync;
@@ -101,16 +128,21 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if member.is_none() {
         info!("single-node mode (no --initial-cluster or --join): the raft address is not used");
     }
-    info!(%addr, "serving client API (HTTP/1.1 and gRPC)");
+    info!(
+        %addr,
+        tls = acceptor.is_some(),
+        client_cert_auth = args.client_cert_auth,
+        token_auth = tokens.is_some(),
+        "serving client API (HTTP/1.1 and gRPC)"
+    );
     println!("bedrock: serving client API on {addr}");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(store.clone()))
-        .with_graceful_shutdown(async move {
-            // A dropped sender also means stop.
-            let _ = stop_rx.await;
-        })
-        .into_future();
+    let shutdown = async move {
+        // A dropped sender also means stop.
+        let _ = stop_rx.await;
+    };
+    let server = listener::serve(listener, acceptor, app(store.clone(), tokens), "client", shutdown);
     let mut server = tokio::spawn(server);
 
     tokio::select! {
@@ -132,6 +164,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     }
     if let Some(member) = member {
         info!("stopping the raft node");
+        // Stop accepting peer connections; open peer streams never end on
+        // their own, so they are not waited for.
+        let _ = member.stop_peer_server.send(());
         member.peer_server.abort();
         let _ = tokio::task::spawn_blocking(move || member.node.stop()).await;
     }

@@ -116,6 +116,15 @@ impl Store {
         }
     }
 
+    /// The storage engine's statistics (in cluster mode, of the state
+    /// machine's database). Cheap: counters and the current version.
+    pub fn engine_stats(&self) -> bedrock_txn::DbStats {
+        match &self.backend {
+            Backend::Direct(db) => db.stats(),
+            Backend::Cluster(r) => r.node().state_machine().db().stats(),
+        }
+    }
+
     /// The limits requests are checked against.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -50,4 +50,4 @@ pub use fs::{FaultFs, File, FileBytes, FileSystem, RealFs};
 pub use options::{RecoveryMode, SyncPolicy, WalOptions};
 pub use replay::{replay, ReplayReport};
 pub use segment::{parse_segment_name, segment_name, segment_path};
-pub use writer::{LogPosition, Wal, WalStats};
+pub use writer::{LogPosition, Wal, WalStats, FSYNC_BATCH_BYTES, FSYNC_BATCH_RECORDS, FSYNC_SECONDS};

@@ -15,11 +15,17 @@
 //! - A segment is fully synced before the next one is created, so only
 //!   the newest segment can have an unsynced (torn) tail.
 //! - Once poisoned, no write or sync is attempted again.
+//!
+//! # Metrics
+//! Each group-commit fsync is recorded through the [`metrics`] facade (a
+//! no-op unless the program installs a recorder): [`FSYNC_SECONDS`] (the
+//! `fdatasync` duration) and [`FSYNC_BATCH_RECORDS`] / [`FSYNC_BATCH_BYTES`]
+//! (what one fsync made durable, so the group-commit batch size).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -37,6 +43,13 @@ pub struct LogPosition {
     /// Byte offset in the segment.
     pub offset: u64,
 }
+
+/// Histogram of group-commit `fdatasync` durations, in seconds.
+pub const FSYNC_SECONDS: &str = "bedrock_wal_fsync_seconds";
+/// Histogram of records made durable by one group-commit fsync.
+pub const FSYNC_BATCH_RECORDS: &str = "bedrock_wal_fsync_batch_records";
+/// Histogram of bytes made durable by one group-commit fsync.
+pub const FSYNC_BATCH_BYTES: &str = "bedrock_wal_fsync_batch_bytes";
 
 /// Counters of the log's activity since open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,7 +76,9 @@ struct Shared {
     dir: PathBuf,
     opts: WalOptions,
     writer: Mutex<Writer>,
-    sync_lock: Mutex<()>,
+    /// Held by the group-commit leader; remembers the counters at the
+    /// last fsync so the next one can report its batch size.
+    sync_lock: Mutex<WalStats>,
     synced: Mutex<LogPosition>,
     poison: Mutex<Option<String>>,
     stats: Mutex<WalStats>,
@@ -100,7 +115,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             opts,
             writer: Mutex::new(writer),
-            sync_lock: Mutex::new(()),
+            sync_lock: Mutex::new(WalStats::default()),
             synced: Mutex::new(start),
             poison: Mutex::new(None),
             stats: Mutex::new(WalStats::default()),
@@ -291,18 +306,24 @@ impl Shared {
 
     /// Group commit: see the module docs.
     fn sync_to(&self, pos: LogPosition) -> Result<()> {
-        let _leader = self.sync_lock.lock();
+        let mut last_sync = self.sync_lock.lock();
         self.check_poison()?;
         if *self.synced.lock() >= pos {
             return Ok(());
         }
-        let (file, target) = {
+        let (file, target, appended) = {
             let w = self.writer.lock();
-            (w.file.clone(), LogPosition { segment: w.segment, offset: w.offset })
+            let appended = *self.stats.lock();
+            (w.file.clone(), LogPosition { segment: w.segment, offset: w.offset }, appended)
         };
+        let started = Instant::now();
         if let Err(e) = file.sync_data() {
             return Err(self.poison(Error::io("sync_data", segment_path(&self.dir, target.segment), e)));
         }
+        metrics::histogram!(FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(FSYNC_BATCH_RECORDS).record((appended.records - last_sync.records) as f64);
+        metrics::histogram!(FSYNC_BATCH_BYTES).record((appended.bytes_written - last_sync.bytes_written) as f64);
+        *last_sync = appended;
         self.stats.lock().syncs += 1;
         let mut synced = self.synced.lock();
         *synced = (*synced).max(target);

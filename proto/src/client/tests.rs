@@ -210,13 +210,16 @@ fn option_defaults_are_the_documented_ones() {
 
 #[test]
 fn endpoints_are_normalised_to_http_uris() {
-    assert_eq!(normalise("127.0.0.1:8080"), Ok("http://127.0.0.1:8080".to_string()));
-    assert_eq!(normalise(" node-1:8080 "), Ok("http://node-1:8080".to_string()));
-    assert_eq!(normalise("http://node-1:8080/"), Ok("http://node-1:8080".to_string()));
-    assert_eq!(normalise("HTTP://node-1:8080"), Ok("HTTP://node-1:8080".to_string()));
-    assert_eq!(normalise("[::1]:8080"), Ok("http://[::1]:8080".to_string()));
-    assert!(normalise("https://node-1:8080").is_err());
-    assert!(normalise("unix:///tmp/sock").is_err());
+    assert_eq!(normalise("127.0.0.1:8080", false), Ok("http://127.0.0.1:8080".to_string()));
+    assert_eq!(normalise(" node-1:8080 ", false), Ok("http://node-1:8080".to_string()));
+    assert_eq!(normalise("http://node-1:8080/", false), Ok("http://node-1:8080".to_string()));
+    assert_eq!(normalise("HTTP://node-1:8080", false), Ok("HTTP://node-1:8080".to_string()));
+    assert_eq!(normalise("[::1]:8080", false), Ok("http://[::1]:8080".to_string()));
+    assert!(normalise("https://node-1:8080", false).is_err());
+    assert_eq!(normalise("node-1:8080", true), Ok("https://node-1:8080".to_string()));
+    assert_eq!(normalise("https://node-1:8080", true), Ok("https://node-1:8080".to_string()));
+    assert!(normalise("http://node-1:8080", true).is_err());
+    assert!(normalise("unix:///tmp/sock", false).is_err());
 }
 
 #[tokio::test]

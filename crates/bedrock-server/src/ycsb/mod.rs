@@ -55,11 +55,16 @@ use workload::KeyChooser;
 pub const PHASE_TIME_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Runs `workload` as `args` say and prints the report.
-pub async fn run(endpoints: &[String], args: &BenchArgs, workload: YcsbWorkload) -> anyhow::Result<()> {
+pub async fn run(
+    endpoints: &[String],
+    access: &client::Access,
+    args: &BenchArgs,
+    workload: YcsbWorkload,
+) -> anyhow::Result<()> {
     let setup = setup(args, workload);
     let mut clients = Vec::with_capacity(args.clients as usize);
     for _ in 0..args.clients {
-        clients.push(client::connect(endpoints).await?);
+        clients.push(client::connect(endpoints, access).await?);
     }
     let load = if args.load_phase() { Some(runner::load(&clients, &setup).await?) } else { None };
     let run = runner::run(&clients, &setup).await?;

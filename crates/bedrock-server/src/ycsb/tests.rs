@@ -333,11 +333,12 @@ async fn every_workload_runs_against_a_server() {
     let db = bedrock_txn::Db::open(options).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoints = [listener.local_addr().unwrap().to_string()];
-    let server =
-        tokio::spawn(axum::serve(listener, crate::serve::app(crate::store::Store::new(db, limits))).into_future());
+    let server = tokio::spawn(
+        axum::serve(listener, crate::serve::app(crate::store::Store::new(db, limits), None)).into_future(),
+    );
     let mut clients = Vec::new();
     for _ in 0..4 {
-        clients.push(crate::client::connect(&endpoints).await.unwrap());
+        clients.push(crate::client::connect(&endpoints, &Default::default()).await.unwrap());
     }
     for (letter, workload) in [
         ("a", YcsbWorkload::A),

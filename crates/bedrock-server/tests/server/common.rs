@@ -108,7 +108,7 @@ impl Server {
 
     /// A gRPC client connected to this server.
     pub async fn grpc(&self) -> Client {
-        bedrock_server::client::connect(&[self.endpoint()]).await.expect("connect gRPC client")
+        bedrock_server::client::connect(&[self.endpoint()], &Default::default()).await.expect("connect gRPC client")
     }
 }
 

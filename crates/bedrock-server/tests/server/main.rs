@@ -8,5 +8,7 @@ mod common;
 mod crash;
 mod grpc_api;
 mod http_api;
+mod metrics;
 mod python_client;
 mod shutdown;
+mod tls;
