@@ -74,3 +74,9 @@ pub mod peer {
         tonic::include_proto!("bedrock.peer.v1");
     }
 }
+
+/// The encoded `google.protobuf.FileDescriptorSet` of every `.proto` file
+/// in this crate (client API and peer protocol), for gRPC server
+/// reflection: `tonic_reflection::server::Builder::configure()
+/// .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bedrock_descriptor.bin"));

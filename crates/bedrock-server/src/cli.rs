@@ -150,6 +150,11 @@ pub enum MemberCommand {
 /// Options of `bedrock serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// TOML file with any of these flags as keys (`data-dir = "..."`);
+    /// precedence: flag > `BEDROCK_*` variable > file > default. See
+    /// `docs/operations.md`.
+    #[arg(long, env = "BEDROCK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Directory holding the database (created if missing).
     #[arg(long, env = "BEDROCK_DATA_DIR", default_value = "bedrock-data")]
     pub data_dir: PathBuf,

@@ -15,6 +15,7 @@
 //! - [`txn`]: etcd-style compare-and-swap transactions, retried on conflict.
 //! - [`cluster`]: cluster mode: start-up, the `bedrock.v1.Cluster` admin
 //!   service, and the `member` and `status` commands.
+//! - [`config`]: `serve --config bedrock.toml`, merged under flags and env.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`error`]: the one mapping of storage errors to HTTP and gRPC codes.
 //! - [`ycsb`]: the YCSB core workloads A–F for `bedrock bench --workload`.
@@ -45,6 +46,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod convert;
 pub mod error;
 pub mod grpc;

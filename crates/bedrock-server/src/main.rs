@@ -8,10 +8,25 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use bedrock_server::cli::{Cli, Command};
-use bedrock_server::{bench, client, cluster, serve};
+use bedrock_server::{bench, client, cluster, config, serve};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::apply(std::env::args_os().collect(), &|name| std::env::var(name).ok()) {
+        Ok(argv) => argv,
+        Err(err) => {
+            eprintln!("bedrock: error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            if err.use_stderr() && argv.len() != std::env::args_os().count() {
+                eprintln!("bedrock: note: some of these values come from the config file");
+            }
+            err.exit()
+        }
+    };
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -77,8 +77,20 @@ pub enum ServeError {
 /// authentication (see [`crate::auth`]).
 pub fn app(store: Store, tokens: Option<Tokens>) -> Router {
     let mut routes = tonic::service::Routes::new(KvService::new(store.clone()).into_server());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    routes = routes.add_service(health_service);
     if let Some(replica) = store.replica() {
         routes = routes.add_service(crate::cluster::ClusterService::new(replica.clone()).into_server());
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(report_health(health, store.replica().cloned()));
+        }
+        Err(_) => warn!("no tokio runtime: the gRPC health service reports nothing"),
+    }
+    match reflection() {
+        Ok((v1, v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        Err(err) => warn!(error = %err, "gRPC reflection unavailable"),
     }
     let grpc = routes.prepare().into_axum_router();
     crate::metrics::install();
@@ -93,6 +105,59 @@ pub fn app(store: Store, tokens: Option<Tokens>) -> Router {
         None => router,
     };
     router.layer(axum::middleware::from_fn(crate::metrics::track))
+}
+
+/// How often the gRPC health status is refreshed in cluster mode.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Keeps the gRPC health service up to date: `""` and `bedrock.v1.KV` are
+/// SERVING on a single node; in a cluster they (and `bedrock.v1.Cluster`)
+/// are SERVING while the node knows a leader and has not been removed, and
+/// NOT_SERVING otherwise (requests would fail with `UNAVAILABLE`). Ends
+/// when the health service is dropped.
+async fn report_health(health: tonic_health::server::HealthReporter, replica: Option<bedrock_raft::Replica>) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let Some(replica) = replica else {
+        health.set_service_status("", Serving).await;
+        health.set_service_status("bedrock.v1.KV", Serving).await;
+        return;
+    };
+    let mut last = None;
+    loop {
+        let status = replica.node().status();
+        let serving = if status.leader != 0 && !status.removed { Serving } else { NotServing };
+        if last != Some(serving) {
+            for service in ["", "bedrock.v1.KV", "bedrock.v1.Cluster"] {
+                health.set_service_status(service, serving).await;
+            }
+            last = Some(serving);
+        }
+        if replica.node().is_stopped() {
+            return;
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// The reflection services (v1 and v1alpha, which grpcurl and older tools
+/// still ask for) over the crate's descriptors.
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(bedrock_proto::FILE_DESCRIPTOR_SET)
+            .with_service_name("bedrock.v1.KV")
+            .with_service_name("bedrock.v1.Cluster")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// Runs `bedrock serve` until a shutdown signal; returns after the flush.

@@ -5,8 +5,10 @@
 mod cli;
 mod cluster;
 mod common;
+mod config;
 mod crash;
 mod grpc_api;
+mod grpc_tools;
 mod http_api;
 mod metrics;
 mod python_client;
