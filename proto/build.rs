@@ -5,7 +5,8 @@
 use std::path::Path;
 
 /// The proto files of the crate, relative to the crate root.
-const PROTOS: &[&str] = &["bedrock/v1/kv.proto", "bedrock/v1/cluster.proto", "bedrock/peer/v1/peer.proto"];
+const PROTOS: &[&str] =
+    &["bedrock/v1/kv.proto", "bedrock/v1/cluster.proto", "bedrock/v1/maintenance.proto", "bedrock/peer/v1/peer.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -102,6 +102,12 @@ pub enum Command {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+    /// Stream a consistent backup of the whole key space into DIR (a new
+    /// directory); `bedrock serve --data-dir DIR` opens it.
+    Backup {
+        /// Where to write the backup; must not exist.
+        dir: PathBuf,
+    },
     /// Load-test a server through the gRPC API.
     Bench(BenchArgs),
     /// List, add, promote or remove cluster members.

@@ -178,7 +178,11 @@ pub async fn run(endpoints: &[String], access: &Access, command: Command) -> any
             let json = crate::json::txn_response(convert::txn_response_from_proto(resp)?);
             writeln!(out, "{}", serde_json::to_string(&json)?)?;
         }
-        Command::Serve(_) | Command::Bench(_) | Command::Member(_) | Command::Status { .. } => {
+        Command::Serve(_)
+        | Command::Bench(_)
+        | Command::Member(_)
+        | Command::Status { .. }
+        | Command::Backup { .. } => {
             bail!("not a key-value client command")
         }
     }

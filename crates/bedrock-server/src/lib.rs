@@ -15,6 +15,7 @@
 //! - [`txn`]: etcd-style compare-and-swap transactions, retried on conflict.
 //! - [`cluster`]: cluster mode: start-up, the `bedrock.v1.Cluster` admin
 //!   service, and the `member` and `status` commands.
+//! - [`backup`]: `bedrock backup DIR` and the `Maintenance.Backup` stream.
 //! - [`config`]: `serve --config bedrock.toml`, merged under flags and env.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`error`]: the one mapping of storage errors to HTTP and gRPC codes.
@@ -42,6 +43,7 @@
 //! ```
 
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;

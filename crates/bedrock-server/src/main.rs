@@ -8,7 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use bedrock_server::cli::{Cli, Command};
-use bedrock_server::{bench, client, cluster, config, serve};
+use bedrock_server::{backup, bench, client, cluster, config, serve};
 
 fn main() -> ExitCode {
     let argv = match config::apply(std::env::args_os().collect(), &|name| std::env::var(name).ok()) {
@@ -50,6 +50,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&cli.endpoints, &client::Access::from_args(&cli.access)?, args).await?,
         Command::Member(cmd) => {
             return cluster::run_member(&cli.endpoints, &client::Access::from_args(&cli.access)?, cmd).await
+        }
+        Command::Backup { dir } => {
+            return backup::run_backup(&cli.endpoints, &client::Access::from_args(&cli.access)?, &dir).await
         }
         Command::Status { output } => {
             return cluster::run_status(&cli.endpoints, &client::Access::from_args(&cli.access)?, &output).await

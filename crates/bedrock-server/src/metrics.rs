@@ -132,6 +132,7 @@ fn operation(path: &str) -> (&'static str, &'static str) {
         ("/bedrock.v1.Cluster/MemberRemove", "member_remove"),
         ("/bedrock.v1.Cluster/TransferLeader", "transfer_leader"),
         ("/bedrock.v1.Cluster/Status", "status"),
+        ("/bedrock.v1.Maintenance/Backup", "backup"),
         ("/grpc.health.v1.Health/Check", "health"),
         ("/grpc.health.v1.Health/Watch", "health_watch"),
     ];

@@ -82,6 +82,8 @@ pub fn app(store: Store, tokens: Option<Tokens>) -> Router {
     if let Some(replica) = store.replica() {
         routes = routes.add_service(crate::cluster::ClusterService::new(replica.clone()).into_server());
     }
+    let scratch = store.scratch_dir().to_path_buf();
+    routes = routes.add_service(crate::backup::MaintenanceService::new(store.clone(), scratch).into_server());
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(report_health(health, store.replica().cloned()));
@@ -155,6 +157,7 @@ fn reflection() -> Result<
             .register_encoded_file_descriptor_set(bedrock_proto::FILE_DESCRIPTOR_SET)
             .with_service_name("bedrock.v1.KV")
             .with_service_name("bedrock.v1.Cluster")
+            .with_service_name("bedrock.v1.Maintenance")
             .with_service_name("grpc.health.v1.Health")
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
@@ -183,6 +186,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     } else {
         (open(options).await?, None)
     };
+    let store = store.with_scratch_dir(args.data_dir.join("backups"));
     let listener = TcpListener::bind(args.client_addr)
         .await
         .map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;

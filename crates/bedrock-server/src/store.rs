@@ -59,6 +59,8 @@ pub struct Read<T> {
 pub struct Store {
     backend: Backend,
     limits: Limits,
+    /// Where backups take their checkpoints (see [`Store::with_scratch_dir`]).
+    scratch: std::path::PathBuf,
 }
 
 /// Where requests go.
@@ -77,12 +79,25 @@ const SCAN_CHANNEL_CHUNKS: usize = 4;
 impl Store {
     /// Wraps an open database (single-node server).
     pub fn new(db: Db, limits: Limits) -> Store {
-        Store { backend: Backend::Direct(db), limits }
+        Store { backend: Backend::Direct(db), limits, scratch: default_scratch() }
     }
 
     /// Serves through a Raft replica (cluster member).
     pub fn replicated(replica: Replica, limits: Limits) -> Store {
-        Store { backend: Backend::Cluster(replica), limits }
+        Store { backend: Backend::Cluster(replica), limits, scratch: default_scratch() }
+    }
+
+    /// Sets the directory backups take their checkpoints in; it must be on
+    /// the data directory's file system (checkpoints hard-link SSTables).
+    /// Default: `bedrock-backups` in the system's temporary directory.
+    pub fn with_scratch_dir(mut self, dir: std::path::PathBuf) -> Store {
+        self.scratch = dir;
+        self
+    }
+
+    /// The directory backups take their checkpoints in.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self.scratch
     }
 
     /// The replica, in cluster mode.
@@ -239,6 +254,18 @@ impl Store {
         }
     }
 
+    /// Writes a checkpoint of the whole key space into `dir` (which must
+    /// not exist, on the data directory's file system) and returns its
+    /// revision. In a cluster it first makes a ReadIndex round, so every
+    /// write acknowledged before the call is in the checkpoint.
+    ///
+    /// # Errors
+    /// `Unavailable` without a leader; `Internal` if the checkpoint fails.
+    pub async fn checkpoint(&self, dir: std::path::PathBuf) -> Result<u64, ApiError> {
+        let db = self.read_db(false).await?;
+        blocking(move || db.lsm().checkpoint(&dir).map_err(|e| ApiError::from(bedrock_txn::Error::from(e)))).await
+    }
+
     /// Flushes memtables to SSTables (on graceful shutdown).
     pub async fn flush(&self) -> Result<(), ApiError> {
         let db = match &self.backend {
@@ -247,6 +274,10 @@ impl Store {
         };
         blocking(move || db.flush().map_err(ApiError::from)).await
     }
+}
+
+fn default_scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join("bedrock-backups")
 }
 
 /// Runs a blocking storage call on tokio's blocking pool.

@@ -2,6 +2,7 @@
 //! processes on loopback ports chosen by the OS, with their own temporary
 //! data directories.
 
+mod backup;
 mod cli;
 mod cluster;
 mod common;
