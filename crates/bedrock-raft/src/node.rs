@@ -311,7 +311,7 @@ impl Node {
         if single_voter {
             raw.campaign()?;
         }
-        let driver = Driver {
+        let mut driver = Driver {
             raw,
             rx,
             shared,
@@ -325,6 +325,9 @@ impl Node {
             last_compaction_check: Instant::now(),
             removed: false,
         };
+        // The status is published before anyone can ask for it, not after
+        // the first tick.
+        driver.after_step();
         let thread = std::thread::Builder::new()
             .name("bedrock-raft".into())
             .spawn(move || driver.run())

@@ -132,3 +132,19 @@ async fn replicate_fail_over_snapshot_and_change_membership() {
         Some(&b"membership"[..])
     );
 }
+
+/// `bedrock status` right after a restart showed a member with id 0 and
+/// no entry for the node itself: the status was first published after the
+/// driver's first tick.
+#[test]
+fn status_is_published_before_the_first_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new();
+    let mut cfg = config(2, dir.path(), Some(members(3)));
+    cfg.tick = Duration::from_secs(3600);
+    let node = start(&net, cfg);
+    let s = node.handle().status();
+    assert_eq!((s.id, s.role.as_str(), s.voters.len()), (2, "follower", 3));
+    assert_eq!(s.members.0.len(), 3);
+    node.stop();
+}
