@@ -148,3 +148,24 @@ fn status_is_published_before_the_first_tick() {
     assert_eq!(s.members.0.len(), 3);
     node.stop();
 }
+
+/// A node started with `--join` could never catch up over gRPC: with no
+/// configuration of its own it knew no peer address, so its answers to
+/// the leader's first appends were dropped and the leader never got to
+/// sending a snapshot. It now uses the addresses the cluster listed.
+#[test]
+fn joining_node_knows_the_listed_addresses_until_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new();
+    let mut cfg = config(4, dir.path(), None);
+    cfg.join_peers = members(4);
+    let node = start(&net, cfg);
+    assert_eq!(node.handle().members(), members(4));
+    node.stop();
+    // Once the node has a configuration, the hint is ignored.
+    let mut cfg = config(1, dir.path(), Some(members(3)));
+    cfg.join_peers = members(4);
+    let node = start(&net, cfg);
+    assert_eq!(node.handle().members(), members(3));
+    node.stop();
+}

@@ -51,9 +51,18 @@ pub async fn start(args: &ServeArgs, lsm: bedrock_txn::Options) -> anyhow::Resul
         cfg.cluster_id = members.cluster_id();
         cfg.initial_cluster = Some(members);
     } else if let Some(endpoint) = &args.join {
-        cfg.cluster_id = match saved {
-            Some(id) => id,
+        (cfg.cluster_id, cfg.join_peers) = match saved {
             None => join(endpoint, args).await?,
+            // Restarted: never add itself again (it may have been removed
+            // meanwhile); the addresses matter only if no snapshot arrived
+            // before the restart.
+            Some(id) => match member_list(endpoint).await {
+                Ok(list) => (id, members_of(&list)),
+                Err(e) => {
+                    tracing::warn!(endpoint, error = %format!("{e:#}"), "cannot list the members to join");
+                    (id, Members::default())
+                }
+            },
         };
     }
     if saved != Some(cfg.cluster_id) {
@@ -81,22 +90,35 @@ pub async fn start(args: &ServeArgs, lsm: bedrock_txn::Options) -> anyhow::Resul
 }
 
 /// Asks the cluster at `endpoint` to add this node as a learner (unless
-/// it is a member already); returns the cluster id.
-async fn join(endpoint: &str, args: &ServeArgs) -> anyhow::Result<u64> {
+/// it is a member already); returns the cluster id and the members'
+/// addresses (the node answers the leader there until its snapshot
+/// arrives).
+async fn join(endpoint: &str, args: &ServeArgs) -> anyhow::Result<(u64, Members)> {
     let mut client = connect(&[endpoint.to_string()]).await?;
-    let list = client.member_list(pb::MemberListRequest {}).await.context("member list")?.into_inner();
+    let mut list = client.member_list(pb::MemberListRequest {}).await.context("member list")?.into_inner();
     if !list.members.iter().any(|m| m.id == args.id) {
-        client
+        list = client
             .member_add(pb::MemberAddRequest {
                 id: args.id,
                 raft_addr: args.raft_addr.to_string(),
                 client_addr: args.client_addr.to_string(),
             })
             .await
-            .with_context(|| format!("adding node {} through {endpoint}", args.id))?;
+            .with_context(|| format!("adding node {} through {endpoint}", args.id))?
+            .into_inner();
         tracing::info!(id = args.id, endpoint, "added to the cluster as a learner");
     }
-    Ok(list.cluster_id)
+    Ok((list.cluster_id, members_of(&list)))
+}
+
+async fn member_list(endpoint: &str) -> anyhow::Result<pb::MemberListResponse> {
+    let mut client = connect(&[endpoint.to_string()]).await?;
+    Ok(client.member_list(pb::MemberListRequest {}).await.context("member list")?.into_inner())
+}
+
+fn members_of(list: &pb::MemberListResponse) -> Members {
+    let member = |m: &pb::ClusterMember| Member { raft_addr: m.raft_addr.clone(), client_addr: m.client_addr.clone() };
+    Members(list.members.iter().map(|m| (m.id, member(m))).collect())
 }
 
 fn write_synced(path: &Path, text: &str) -> anyhow::Result<()> {
