@@ -166,7 +166,13 @@ impl ClusterService {
     }
 
     async fn change(&self, change: MemberChange) -> Result<Response<pb::MemberListResponse>, Status> {
-        self.replica.change_membership(change).await.map_err(|e| Status::from(ApiError::from(e)))?;
+        self.replica.change_membership(change.clone()).await.map_err(|e| Status::from(ApiError::from(e)))?;
+        // Applied on the leader; a follower answers once it has applied the
+        // change too (bounded), so the list it returns shows it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !shows(&self.replica.node().status(), &change) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(Response::new(self.list()))
     }
 }
@@ -228,6 +234,15 @@ impl Cluster for ClusterService {
             })
             .collect();
         Ok(Response::new(pb::StatusResponse { members }))
+    }
+}
+
+/// Whether status `s` reflects `change`.
+fn shows(s: &NodeStatus, change: &MemberChange) -> bool {
+    match change {
+        MemberChange::AddLearner { id, .. } => s.learners.contains(id) || s.voters.contains(id),
+        MemberChange::Promote { id } => s.voters.contains(id),
+        MemberChange::Remove { id } => !s.voters.contains(id) && !s.learners.contains(id),
     }
 }
 
