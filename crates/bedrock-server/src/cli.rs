@@ -141,6 +141,15 @@ pub struct ServeArgs {
     /// power cut may lose much).
     #[arg(long, env = "BEDROCK_SYNC", default_value = "always", value_parser = parse_sync)]
     pub sync: SyncPolicy,
+    /// Cluster mode: compact the Raft log (and snapshot the state machine)
+    /// once it holds more than this many applied entries. Default: 50,000.
+    #[arg(long, value_name = "ENTRIES")]
+    pub snapshot_entries: Option<u64>,
+    /// Cluster mode: entries kept in the log behind the applied index at
+    /// compaction, so a follower that lags by less catches up from the log
+    /// instead of a snapshot. Default: 5,000.
+    #[arg(long, value_name = "ENTRIES")]
+    pub snapshot_catchup_entries: Option<u64>,
 }
 
 /// Parses `always`, `never` or `every-ms=N` (N >= 1).
@@ -273,6 +282,7 @@ mod tests {
         assert_eq!(args.sync, SyncPolicy::Always);
         assert_eq!(args.initial_cluster, None);
         assert_eq!(args.join, None);
+        assert_eq!((args.snapshot_entries, args.snapshot_catchup_entries), (None, None));
     }
 
     #[test]

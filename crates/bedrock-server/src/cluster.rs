@@ -46,6 +46,8 @@ pub async fn start(args: &ServeArgs, lsm: bedrock_txn::Options) -> anyhow::Resul
     cfg.raft_addr = args.raft_addr.to_string();
     cfg.client_addr = args.client_addr.to_string();
     cfg.lsm = lsm;
+    cfg.compact_entries = args.snapshot_entries.unwrap_or(cfg.compact_entries);
+    cfg.catch_up_entries = args.snapshot_catchup_entries.unwrap_or(cfg.catch_up_entries);
     if let Some(initial) = &args.initial_cluster {
         let members = Members::parse_initial_cluster(initial).map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?;
         cfg.cluster_id = members.cluster_id();

@@ -36,6 +36,7 @@
 //!     sync: bedrock_wal::SyncPolicy::Always,
 //!     initial_cluster: None, // or Some("1=127.0.0.1:9001,...".into())
 //!     join: None,
+//!     snapshot_entries: None, snapshot_catchup_entries: None, // NodeConfig's defaults
 //! };
 //! bedrock_server::serve::run(args).await?; // until SIGINT or SIGTERM
 //! # Ok(()) }
