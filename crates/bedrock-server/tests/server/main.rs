@@ -4,6 +4,8 @@
 
 mod cli;
 mod cluster;
+mod cluster_faults;
+mod cluster_harness;
 mod common;
 mod crash;
 mod grpc_api;
