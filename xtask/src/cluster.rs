@@ -91,7 +91,6 @@ pub enum Start<'a> {
     /// Bootstraps (or restarts) with this `--initial-cluster`.
     Initial(&'a str),
     /// Joins through this client endpoint.
-    #[allow(dead_code)]
     Join(&'a str),
 }
 

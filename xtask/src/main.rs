@@ -16,9 +16,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_cluster;
 mod cluster;
 mod crash;
 mod layering;
+mod loadgen;
 mod tidy;
 
 fn main() -> Result<()> {
