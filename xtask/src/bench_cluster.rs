@@ -9,8 +9,9 @@
 //!   endpoints). When `etcd` is on `PATH`, a 3-node etcd cluster gets the
 //!   same HTTP load through its v3 JSON gateway (`POST /v3/kv/put`), so the
 //!   two systems are compared with one client; otherwise it is skipped
-//!   with a message. Each figure is the median of `--runs` runs
-//!   (default 3); a run sends `--requests` puts (default 20,000; a tenth
+//!   with a message. Both clusters run side by side and their runs
+//!   alternate. Each figure is the median of `--runs` runs (default 3);
+//!   a run sends `--requests` puts (default 20,000; a tenth
 //!   of that with 1 client) of 100-byte values and stops after 60 s;
 //! - recovery: (i) the leader SIGKILLed: time until a survivor reports a
 //!   new leader (polled with `bedrock status`, every 20 ms) and until a put
@@ -83,41 +84,41 @@ pub fn run(args: &[String]) -> Result<()> {
     let tmp = TempDir::new()?;
     println!("machine: {}", machine());
     let mut bedrock = Bedrock::start(&bin, &tmp.0.join("bedrock"))?;
-    let mut rows = Vec::new();
-    for clients in CONCURRENCY {
-        let requests = opts.requests_at(clients);
-        let grpc = median((0..opts.runs).map(|_| bedrock.grpc_bench(clients, requests)).collect::<Result<_>>()?);
-        let http = median(
-            (0..opts.runs)
-                .map(|_| {
-                    loadgen::run_puts(Api::Bedrock, &bedrock.endpoints(), clients, requests, VALUE_SIZE, RUN_LIMIT)
-                })
-                .collect::<Result<_>>()?,
-        );
-        eprintln!("bedrock, {clients} clients: gRPC {:.0} ops/s, HTTP {:.0} ops/s", grpc.ops_per_sec, http.ops_per_sec);
-        rows.push((clients, requests, grpc, http, None));
-    }
-    let etcd_version = match which("etcd") {
-        Some(etcd) => {
-            let version = etcd_version(&etcd);
-            let cluster = Etcd::start(&etcd, &tmp.0.join("etcd"))?;
-            for (clients, requests, _, _, etcd_report) in &mut rows {
-                let runs = (0..opts.runs)
-                    .map(|_| {
-                        loadgen::run_puts(Api::Etcd, &cluster.endpoints, *clients, *requests, VALUE_SIZE, RUN_LIMIT)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let m = median(runs);
-                eprintln!("etcd, {clients} clients: HTTP {:.0} ops/s", m.ops_per_sec);
-                *etcd_report = Some(m);
-            }
-            Some(version)
-        }
+    // Both clusters run side by side and their runs alternate, so a noisy
+    // neighbour weighs on both alike.
+    let etcd = match which("etcd") {
+        Some(etcd) => Some((etcd_version(&etcd), Etcd::start(&etcd, &tmp.0.join("etcd"))?)),
         None => {
             println!("etcd is not on PATH: skipping the etcd comparison (`apt-get install etcd-server` provides it)");
             None
         }
     };
+    let mut rows = Vec::new();
+    for clients in CONCURRENCY {
+        let requests = opts.requests_at(clients);
+        let (mut grpc, mut http, mut etcd_runs) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..opts.runs {
+            grpc.push(bedrock.grpc_bench(clients, requests)?);
+            let eps = bedrock.endpoints();
+            http.push(loadgen::run_puts(Api::Bedrock, &eps, clients, requests, VALUE_SIZE, RUN_LIMIT)?);
+            if let Some((_, e)) = &etcd {
+                etcd_runs.push(loadgen::run_puts(Api::Etcd, &e.endpoints, clients, requests, VALUE_SIZE, RUN_LIMIT)?);
+            }
+        }
+        let (grpc, http) = (median(grpc), median(http));
+        let etcd_report = (!etcd_runs.is_empty()).then(|| median(etcd_runs));
+        eprintln!(
+            "{clients} clients: bedrock gRPC {:.0} ops/s, HTTP {:.0} ops/s; etcd HTTP {:.0} ops/s",
+            grpc.ops_per_sec,
+            http.ops_per_sec,
+            etcd_report.map_or(f64::NAN, |e| e.ops_per_sec)
+        );
+        rows.push((clients, requests, grpc, http, etcd_report));
+    }
+    let etcd_version = etcd.map(|(version, cluster)| {
+        drop(cluster);
+        version
+    });
     print_throughput(&rows, etcd_version.as_deref(), &opts);
 
     let failovers = (0..opts.runs).map(|_| bedrock.leader_failover()).collect::<Result<Vec<_>>>()?;
