@@ -4,12 +4,14 @@
 //!   a fresh data directory (loopback, an ephemeral port), and runs
 //!   `bedrock bench` for put and get with 16 and 64 concurrent gRPC
 //!   clients. Prints a markdown table for docs/benchmarks.md.
+//! - `cluster`: a 3-node cluster's put throughput (against etcd when it
+//!   is installed) and recovery times (see `bench_cluster.rs`).
 //! - `engine`, `txn`: run the peer-comparison crates in `bench/`, which
 //!   live outside the workspace so their heavy peers (RocksDB, fjall)
 //!   never build in `cargo test --workspace`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -18,6 +20,7 @@ use anyhow::{bail, Context, Result};
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("server") => server(args.get(1..).unwrap_or_default()),
+        Some("cluster") => crate::bench_cluster::run(args.get(1..).unwrap_or_default()),
         Some(name @ ("engine" | "txn")) => {
             let manifest = format!("bench/{name}-compare/Cargo.toml");
             let mut cmd = vec!["run", "--release", "--manifest-path", manifest.as_str()];
@@ -28,7 +31,7 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             crate::run("cargo", &cmd)
         }
-        _ => bail!("usage: cargo xtask bench <server [--requests N] | engine [ARGS] | txn [ARGS]>"),
+        _ => bail!("usage: cargo xtask bench <server [--requests N] | cluster [--requests N] [--recovery-keys N] [--runs N] | engine [ARGS] | txn [ARGS]>"),
     }
 }
 
@@ -48,8 +51,7 @@ fn server(args: &[String]) -> Result<()> {
         [] => 50_000,
         _ => bail!("usage: cargo xtask bench server [--requests N]"),
     };
-    crate::run("cargo", &["build", "--release", "--quiet", "--package", "bedrock-server"])?;
-    let bin = PathBuf::from("target/release/bedrock");
+    let bin = crate::cluster::build_bedrock(true)?;
     let dir = std::env::temp_dir().join(format!("bedrock-bench-{}", std::process::id()));
     let (_server, addr) = start(&bin, &dir)?;
     println!("| op | clients | requests | ops/s | p50 ms | p99 ms | max ms |");

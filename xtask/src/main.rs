@@ -5,7 +5,9 @@
 //!   (wal ← sstable ← lsm ← txn ← raft ← server).
 //! - `tidy`: checks that every Rust module opens with a `//!` doc.
 //! - `ci`: layering, tidy, then the README's test command.
-//! - `bench server | engine | txn`: benchmarks (see `bench.rs`).
+//! - `bench server | cluster | engine | txn`: benchmarks (see `bench.rs`).
+//! - `cluster up [--nodes N] [--release] | status | down [--wipe]`: a local
+//!   cluster on loopback (see `cluster.rs`).
 //! - `crash --cycles N`: the engine crash loop (see `crash.rs`).
 
 use std::path::{Path, PathBuf};
@@ -14,8 +16,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_cluster;
+mod cluster;
 mod crash;
 mod layering;
+mod loadgen;
 mod tidy;
 
 fn main() -> Result<()> {
@@ -26,6 +31,7 @@ fn main() -> Result<()> {
         Some("layering") => layering::check(&metadata()?),
         Some("tidy") => tidy::check(&root),
         Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
+        Some("cluster") => cluster::run(args.get(1..).unwrap_or_default()),
         Some("crash") => crash::run(args.get(1..).unwrap_or_default()),
         Some("crash-child") => crash::child(args.get(1..).unwrap_or_default()),
         Some("ci") => {
@@ -34,7 +40,9 @@ fn main() -> Result<()> {
             run("cargo", &["test", "--workspace"])
         }
         _ => {
-            eprintln!("usage: cargo xtask <layering | tidy | ci | bench ... | crash --cycles N>");
+            eprintln!(
+                "usage: cargo xtask <layering | tidy | ci | bench ... | cluster <up | status | down> | crash --cycles N>"
+            );
             bail!("unknown or missing command")
         }
     }

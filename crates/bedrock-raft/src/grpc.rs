@@ -682,7 +682,13 @@ impl PeerClients {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => {
                 self.clients.lock().remove(&to);
-                Err(Error::OutcomeUnknown(format!("forwarding to node {to} failed: {s}")))
+                if never_sent(&s) {
+                    // E.g. the leader just died: retryable, the caller
+                    // waits for the next one.
+                    Err(Error::Unavailable(format!("cannot reach node {to}: {s}")))
+                } else {
+                    Err(Error::OutcomeUnknown(format!("forwarding to node {to} failed: {s}")))
+                }
             }
         }
     }
@@ -752,4 +758,11 @@ impl PeerClients {
             }
         }
     }
+}
+
+/// Whether a failed call certainly never reached the peer: tonic makes up
+/// the status of a failed (re)connection with a `ConnectError` among its
+/// sources, so no byte of the request left this process.
+fn never_sent(status: &Status) -> bool {
+    std::iter::successors(std::error::Error::source(status), |e| e.source()).any(|e| e.is::<tonic::ConnectError>())
 }

@@ -61,6 +61,12 @@ pub struct NodeConfig {
     /// log is empty and it is listed here). `None` for a node that joins an
     /// existing cluster (it waits for the leader to send a snapshot).
     pub initial_cluster: Option<Members>,
+    /// For a node joining an existing cluster: the members' addresses, as
+    /// the cluster listed them, used until the leader's snapshot brings
+    /// the real configuration (the node must answer the leader's first
+    /// messages before any snapshot is sent). Ignored once the node has a
+    /// configuration. Default: empty.
+    pub join_peers: Members,
     /// Identifies the cluster: peers with another id are refused.
     pub cluster_id: u64,
     /// Peer address of this node (`host:port`).
@@ -100,6 +106,7 @@ impl NodeConfig {
             id,
             data_dir: data_dir.into(),
             initial_cluster: None,
+            join_peers: Members::default(),
             cluster_id: 0,
             raft_addr: String::new(),
             client_addr: String::new(),
@@ -276,7 +283,7 @@ impl Node {
             store.sync(pos)?;
         }
         store.set_snapshot_source(Arc::new(CheckpointSource(sm.clone())));
-        let members = store.members().clone();
+        let members = if store.is_initialized() { store.members().clone() } else { cfg.join_peers.clone() };
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             id: cfg.id,
@@ -311,7 +318,7 @@ impl Node {
         if single_voter {
             raw.campaign()?;
         }
-        let driver = Driver {
+        let mut driver = Driver {
             raw,
             rx,
             shared,
@@ -325,6 +332,9 @@ impl Node {
             last_compaction_check: Instant::now(),
             removed: false,
         };
+        // The status is published before anyone can ask for it, not after
+        // the first tick.
+        driver.after_step();
         let thread = std::thread::Builder::new()
             .name("bedrock-raft".into())
             .spawn(move || driver.run())

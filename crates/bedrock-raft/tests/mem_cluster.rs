@@ -132,3 +132,40 @@ async fn replicate_fail_over_snapshot_and_change_membership() {
         Some(&b"membership"[..])
     );
 }
+
+/// `bedrock status` right after a restart showed a member with id 0 and
+/// no entry for the node itself: the status was first published after the
+/// driver's first tick.
+#[test]
+fn status_is_published_before_the_first_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new();
+    let mut cfg = config(2, dir.path(), Some(members(3)));
+    cfg.tick = Duration::from_secs(3600);
+    let node = start(&net, cfg);
+    let s = node.handle().status();
+    assert_eq!((s.id, s.role.as_str(), s.voters.len()), (2, "follower", 3));
+    assert_eq!(s.members.0.len(), 3);
+    node.stop();
+}
+
+/// A node started with `--join` could never catch up over gRPC: with no
+/// configuration of its own it knew no peer address, so its answers to
+/// the leader's first appends were dropped and the leader never got to
+/// sending a snapshot. It now uses the addresses the cluster listed.
+#[test]
+fn joining_node_knows_the_listed_addresses_until_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new();
+    let mut cfg = config(4, dir.path(), None);
+    cfg.join_peers = members(4);
+    let node = start(&net, cfg);
+    assert_eq!(node.handle().members(), members(4));
+    node.stop();
+    // Once the node has a configuration, the hint is ignored.
+    let mut cfg = config(1, dir.path(), Some(members(3)));
+    cfg.join_peers = members(4);
+    let node = start(&net, cfg);
+    assert_eq!(node.handle().members(), members(3));
+    node.stop();
+}

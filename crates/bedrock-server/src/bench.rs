@@ -1,8 +1,9 @@
 //! `bedrock bench`: a closed-loop load generator over the gRPC API.
 //!
-//! `--clients` tasks, each with its own connection, issue requests one at a
-//! time until `--requests` have been issued in total or `--duration` has
-//! passed; each request has a timeout. Latencies of successful requests go
+//! `--clients` tasks, each with its own connection (spread round robin
+//! over the endpoints given), issue requests one at a time until
+//! `--requests` have been issued in total or `--duration` has passed; each
+//! request has a timeout. Latencies of successful requests go
 //! into an HDR histogram (microseconds, 3 significant digits). For `get`
 //! the whole key space is written first (bounded by [`PRELOAD_TIMEOUT`]).
 //!
@@ -80,8 +81,13 @@ pub async fn run(endpoints: &[String], access: &client::Access, args: BenchArgs)
         return crate::ycsb::run(endpoints, access, &args, workload).await;
     }
     let mut clients = Vec::with_capacity(args.clients as usize);
+    let mut order = endpoints.to_vec();
     for _ in 0..args.clients {
-        clients.push(client::connect(endpoints, access).await?);
+        clients.push(client::connect(&order, access).await?);
+        if !order.is_empty() {
+            // The next client starts at the next endpoint.
+            order.rotate_left(1);
+        }
     }
     let value = Arc::new(vec![b'x'; args.value_size]);
     if args.op == BenchOp::Get {

@@ -193,6 +193,15 @@ pub struct ServeArgs {
     /// power cut may lose much).
     #[arg(long, env = "BEDROCK_SYNC", default_value = "always", value_parser = parse_sync)]
     pub sync: SyncPolicy,
+    /// Cluster mode: compact the Raft log (and snapshot the state machine)
+    /// once it holds more than this many applied entries. Default: 50,000.
+    #[arg(long, value_name = "ENTRIES")]
+    pub snapshot_entries: Option<u64>,
+    /// Cluster mode: entries kept in the log behind the applied index at
+    /// compaction, so a follower that lags by less catches up from the log
+    /// instead of a snapshot. Default: 5,000.
+    #[arg(long, value_name = "ENTRIES")]
+    pub snapshot_catchup_entries: Option<u64>,
     /// Server certificate chain (PEM) of the client API; with `--key-file`
     /// the client port speaks only TLS (HTTP/1.1 and gRPC).
     #[arg(long, env = "BEDROCK_CERT_FILE", value_name = "FILE", requires = "key_file", help_heading = "Security")]
@@ -390,6 +399,7 @@ mod tests {
         assert_eq!(args.sync, SyncPolicy::Always);
         assert_eq!(args.initial_cluster, None);
         assert_eq!(args.join, None);
+        assert_eq!((args.snapshot_entries, args.snapshot_catchup_entries), (None, None));
     }
 
     #[test]

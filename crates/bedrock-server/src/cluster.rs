@@ -50,14 +50,25 @@ pub async fn start(args: &ServeArgs, lsm: bedrock_txn::Options) -> anyhow::Resul
     cfg.raft_addr = args.raft_addr.to_string();
     cfg.client_addr = args.client_addr.to_string();
     cfg.lsm = lsm;
+    cfg.compact_entries = args.snapshot_entries.unwrap_or(cfg.compact_entries);
+    cfg.catch_up_entries = args.snapshot_catchup_entries.unwrap_or(cfg.catch_up_entries);
     if let Some(initial) = &args.initial_cluster {
         let members = Members::parse_initial_cluster(initial).map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?;
         cfg.cluster_id = members.cluster_id();
         cfg.initial_cluster = Some(members);
     } else if let Some(endpoint) = &args.join {
-        cfg.cluster_id = match saved {
-            Some(id) => id,
+        (cfg.cluster_id, cfg.join_peers) = match saved {
             None => join(endpoint, args).await?,
+            // Restarted: never add itself again (it may have been removed
+            // meanwhile); the addresses matter only if no snapshot arrived
+            // before the restart.
+            Some(id) => match member_list(endpoint, args).await {
+                Ok(list) => (id, members_of(&list)),
+                Err(e) => {
+                    tracing::warn!(endpoint, error = %format!("{e:#}"), "cannot list the members to join");
+                    (id, Members::default())
+                }
+            },
         };
     }
     if saved != Some(cfg.cluster_id) {
@@ -107,23 +118,38 @@ pub async fn start(args: &ServeArgs, lsm: bedrock_txn::Options) -> anyhow::Resul
 }
 
 /// Asks the cluster at `endpoint` to add this node as a learner (unless
-/// it is a member already); returns the cluster id.
-async fn join(endpoint: &str, args: &ServeArgs) -> anyhow::Result<u64> {
+/// it is a member already); returns the cluster id and the members'
+/// addresses (the node answers the leader there until its snapshot
+/// arrives).
+async fn join(endpoint: &str, args: &ServeArgs) -> anyhow::Result<(u64, Members)> {
     let access = join_access(args)?;
     let mut client = connect(&[endpoint.to_string()], &access).await?;
-    let list = client.member_list(access.request(pb::MemberListRequest {})).await.context("member list")?.into_inner();
+    let mut list =
+        client.member_list(access.request(pb::MemberListRequest {})).await.context("member list")?.into_inner();
     if !list.members.iter().any(|m| m.id == args.id) {
-        client
+        list = client
             .member_add(access.request(pb::MemberAddRequest {
                 id: args.id,
                 raft_addr: args.raft_addr.to_string(),
                 client_addr: args.client_addr.to_string(),
             }))
             .await
-            .with_context(|| format!("adding node {} through {endpoint}", args.id))?;
+            .with_context(|| format!("adding node {} through {endpoint}", args.id))?
+            .into_inner();
         tracing::info!(id = args.id, endpoint, "added to the cluster as a learner");
     }
-    Ok(list.cluster_id)
+    Ok((list.cluster_id, members_of(&list)))
+}
+
+async fn member_list(endpoint: &str, args: &ServeArgs) -> anyhow::Result<pb::MemberListResponse> {
+    let access = join_access(args)?;
+    let mut client = connect(&[endpoint.to_string()], &access).await?;
+    Ok(client.member_list(access.request(pb::MemberListRequest {})).await.context("member list")?.into_inner())
+}
+
+fn members_of(list: &pb::MemberListResponse) -> Members {
+    let member = |m: &pb::ClusterMember| Member { raft_addr: m.raft_addr.clone(), client_addr: m.client_addr.clone() };
+    Members(list.members.iter().map(|m| (m.id, member(m))).collect())
 }
 
 /// How a joining node reaches the cluster's client API: with the cluster's
@@ -188,7 +214,13 @@ impl ClusterService {
     }
 
     async fn change(&self, change: MemberChange) -> Result<Response<pb::MemberListResponse>, Status> {
-        self.replica.change_membership(change).await.map_err(|e| Status::from(ApiError::from(e)))?;
+        self.replica.change_membership(change.clone()).await.map_err(|e| Status::from(ApiError::from(e)))?;
+        // Applied on the leader; a follower answers once it has applied the
+        // change too (bounded), so the list it returns shows it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !shows(&self.replica.node().status(), &change) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(Response::new(self.list()))
     }
 }
@@ -250,6 +282,15 @@ impl Cluster for ClusterService {
             })
             .collect();
         Ok(Response::new(pb::StatusResponse { members }))
+    }
+}
+
+/// Whether status `s` reflects `change`.
+fn shows(s: &NodeStatus, change: &MemberChange) -> bool {
+    match change {
+        MemberChange::AddLearner { id, .. } => s.learners.contains(id) || s.voters.contains(id),
+        MemberChange::Promote { id } => s.voters.contains(id),
+        MemberChange::Remove { id } => !s.voters.contains(id) && !s.learners.contains(id),
     }
 }
 

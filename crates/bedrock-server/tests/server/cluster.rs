@@ -8,93 +8,7 @@ use std::time::{Duration, Instant};
 
 use bedrock_proto::v1 as pb;
 
-use crate::common::{data_dir, Server};
-
-/// Loopback ports that were free a moment ago (for the raft addresses,
-/// which every member must know up front).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    initial: String,
-    raft_ports: Vec<u16>,
-    nodes: Vec<Option<Server>>,
-}
-
-impl Cluster {
-    fn start(n: usize) -> Cluster {
-        let (dir, root) = data_dir();
-        std::fs::create_dir_all(&root).expect("create cluster dir");
-        let raft_ports = free_ports(n);
-        let initial = raft_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut c = Cluster { _dir: dir, root, initial, raft_ports, nodes: Vec::new() };
-        for id in 1..=n as u64 {
-            let s = c.spawn(id);
-            c.nodes.push(Some(s));
-        }
-        c
-    }
-
-    fn spawn(&self, id: u64) -> Server {
-        let args = vec![
-            "--id".to_string(),
-            id.to_string(),
-            "--raft-addr".to_string(),
-            format!("127.0.0.1:{}", self.raft_ports[id as usize - 1]),
-            "--initial-cluster".to_string(),
-            self.initial.clone(),
-        ];
-        Server::start_with(&self.root.join(format!("n{id}")), &args)
-    }
-
-    fn node(&self, id: u64) -> &Server {
-        self.nodes[id as usize - 1].as_ref().expect("node running")
-    }
-
-    async fn leader(&self, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            for s in self.nodes.iter().flatten() {
-                let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint()))
-                    .expect("endpoint")
-                    .connect()
-                    .await
-                else {
-                    continue;
-                };
-                let mut c = pb::cluster_client::ClusterClient::new(ch);
-                if let Ok(r) = c.member_list(pb::MemberListRequest {}).await {
-                    let leader = r.into_inner().leader;
-                    if leader != 0 && self.nodes[leader as usize - 1].is_some() {
-                        return leader;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-async fn scan_all(s: &Server) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut c = s.grpc().await;
-    let mut stream = c.scan(pb::ScanRequest::default()).await.expect("scan").into_inner();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.message().await.expect("scan chunk") {
-        out.extend(chunk.kvs.into_iter().map(|kv| (kv.key, kv.value)));
-    }
-    out
-}
+use crate::cluster_harness::{scan_all, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn write_through_one_node_reads_linearizably_through_the_others() {
@@ -115,7 +29,7 @@ async fn write_through_one_node_reads_linearizably_through_the_others() {
 async fn leader_sigkill_under_load_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(3);
     let leader = cluster.leader(Duration::from_secs(30)).await;
-    let endpoints: Vec<String> = cluster.nodes.iter().flatten().map(Server::endpoint).collect();
+    let endpoints = cluster.endpoints(&[1, 2, 3]);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -141,9 +55,8 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = acked.lock().unwrap().len();
     assert!(before > 0, "no write acknowledged before the kill");
-    cluster.nodes[leader as usize - 1].as_mut().expect("leader").kill9();
+    cluster.kill(leader);
     let killed_at = Instant::now();
-    cluster.nodes[leader as usize - 1] = None;
     let new_leader = cluster.leader(Duration::from_secs(10)).await;
     let elected_in = killed_at.elapsed();
     assert_ne!(new_leader, leader);
@@ -159,7 +72,7 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() {
         w.await.expect("writer");
     }
     // Restart the old leader; every replica converges to the same contents.
-    cluster.nodes[leader as usize - 1] = Some(cluster.spawn(leader));
+    cluster.restart(leader);
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > before, "no write acknowledged after the kill");
     let deadline = Instant::now() + Duration::from_secs(60);

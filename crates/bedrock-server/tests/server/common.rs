@@ -33,12 +33,18 @@ impl Server {
         Self::start_with(data_dir, &[])
     }
 
-    /// Starts a server on `data_dir` with extra `serve` arguments.
+    /// Starts a server on `data_dir` with extra `serve` arguments (the
+    /// client API listens on `127.0.0.1:0` unless they give `--client-addr`).
     pub fn start_with(data_dir: &Path, extra: &[String]) -> Server {
         let log = data_dir.with_extension(format!("{}.log", std::process::id()));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create server log");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--client-addr", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if !extra.iter().any(|a| a == "--client-addr") {
+            cmd.args(["--client-addr", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info")
@@ -74,6 +80,11 @@ impl Server {
     /// `host:port` of the client API, as the CLI takes it.
     pub fn endpoint(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The process id, while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the process with SIGKILL (no chance to flush) and reaps it.

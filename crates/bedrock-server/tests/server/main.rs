@@ -5,6 +5,8 @@
 mod backup;
 mod cli;
 mod cluster;
+mod cluster_faults;
+mod cluster_harness;
 mod common;
 mod config;
 mod crash;
