@@ -25,39 +25,46 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 enum Peers {
     Grpc(PeerClients),
-    Mem(MemNetwork),
+    /// On a [`MemNetwork`], as node `from`: forwarding respects partitions.
+    Mem {
+        net: MemNetwork,
+        from: u64,
+    },
 }
 
 impl Peers {
-    fn mem_node(net: &MemNetwork, to: u64) -> Result<NodeHandle> {
+    fn mem_node(net: &MemNetwork, from: u64, to: u64) -> Result<NodeHandle> {
+        if from != to && !net.reachable(from, to) {
+            return Err(Error::Unavailable(format!("node {to} is unreachable from node {from}")));
+        }
         net.handle(to).ok_or_else(|| Error::Unavailable(format!("node {to} is down")))
     }
 
     async fn propose(&self, to: u64, commands: &[Command]) -> Result<Vec<CommandResult>> {
         match self {
             Peers::Grpc(p) => p.propose(to, commands).await,
-            Peers::Mem(net) => Self::mem_node(net, to)?.propose(commands.to_vec()).await,
+            Peers::Mem { net, from } => Self::mem_node(net, *from, to)?.propose(commands.to_vec()).await,
         }
     }
 
     async fn change_membership(&self, to: u64, change: &MemberChange) -> Result<()> {
         match self {
             Peers::Grpc(p) => p.change_membership(to, change).await,
-            Peers::Mem(net) => Self::mem_node(net, to)?.change_membership(change.clone()).await,
+            Peers::Mem { net, from } => Self::mem_node(net, *from, to)?.change_membership(change.clone()).await,
         }
     }
 
     async fn transfer_leader(&self, to: u64, target: u64) -> Result<()> {
         match self {
             Peers::Grpc(p) => p.transfer_leader(to, target).await,
-            Peers::Mem(net) => Self::mem_node(net, to)?.transfer_leader(target).await,
+            Peers::Mem { net, from } => Self::mem_node(net, *from, to)?.transfer_leader(target).await,
         }
     }
 
     async fn status(&self, to: u64) -> Result<NodeStatus> {
         match self {
             Peers::Grpc(p) => p.status(to).await,
-            Peers::Mem(net) => Ok(Self::mem_node(net, to)?.status()),
+            Peers::Mem { net, from } => Ok(Self::mem_node(net, *from, to)?.status()),
         }
     }
 }
@@ -85,7 +92,7 @@ impl Replica {
 
     /// The replica of `node` on an in-memory network (tests, simulation).
     pub fn in_memory(node: NodeHandle, net: MemNetwork) -> Replica {
-        Replica { peers: Peers::Mem(net), node, timeout: DEFAULT_REQUEST_TIMEOUT }
+        Replica { peers: Peers::Mem { net, from: node.id() }, node, timeout: DEFAULT_REQUEST_TIMEOUT }
     }
 
     /// The local node.

@@ -1,6 +1,8 @@
 //! Three in-process nodes on the in-memory transport: replication,
 //! linearizable reads through followers, leader failure, snapshots for a
-//! node that fell behind a compacted log, and membership changes.
+//! node that fell behind a compacted log, membership changes, a network
+//! that drops, duplicates, delays and reorders messages (seeded), and a
+//! partitioned minority.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -168,4 +170,131 @@ fn joining_node_knows_the_listed_addresses_until_its_snapshot() {
     let node = start(&net, cfg);
     assert_eq!(node.handle().members(), members(3));
     node.stop();
+}
+
+/// Every key-value of a node's state machine, in key order.
+fn contents(h: &NodeHandle) -> Vec<(Vec<u8>, Vec<u8>)> {
+    h.state_machine().db().lsm().scan(b"", None, usize::MAX).unwrap()
+}
+
+/// Waits until every node has applied at least `index` (a write's
+/// revision is its log index).
+async fn converge(nodes: &[NodeHandle], index: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let applied: Vec<u64> = nodes.iter().map(|n| n.status().applied_index).collect();
+        if applied.iter().all(|&a| a >= index) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replicas never applied {index}: applied {applied:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes through every node while the network drops 10%, duplicates 10%
+/// and delays (so reorders) messages by up to 20 ms. Every acknowledged
+/// write is applied on every replica, writes with an unknown outcome are
+/// applied everywhere or nowhere, and the replicas end identical. The seed
+/// comes from `BEDROCK_SIM_SEED` (default 7) and is printed on failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_reordering_network_keeps_replicas_identical() {
+    let seed: u64 = std::env::var("BEDROCK_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    eprintln!("seed {seed} (rerun with BEDROCK_SIM_SEED={seed})");
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::with_seed(seed);
+    let nodes: Vec<Node> = (1..=3).map(|id| start(&net, config(id, dir.path(), Some(members(3))))).collect();
+    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    wait_leader(&handles.iter().collect::<Vec<_>>()).await;
+    net.set_faults(bedrock_raft::transport::Faults { drop: 0.1, duplicate: 0.1, max_delay: Duration::from_millis(20) });
+
+    let replicas: Vec<Replica> = handles.iter().map(|h| Replica::in_memory(h.clone(), net.clone())).collect();
+    let (mut acked, mut unknown) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..150u32 {
+        let key = format!("k{i:04}");
+        loop {
+            assert!(Instant::now() < deadline, "seed {seed}: writes stalled at {key}");
+            match replicas[i as usize % 3].propose(put(&key, "v")).await {
+                Ok(results) => {
+                    results[0].as_ref().unwrap_or_else(|e| panic!("seed {seed}: {key}: {e}"));
+                    acked.push(key);
+                    break;
+                }
+                Err(bedrock_raft::Error::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(bedrock_raft::Error::OutcomeUnknown(_)) => {
+                    unknown.push(key);
+                    break;
+                }
+                Err(e) => panic!("seed {seed}: {key}: unexpected {e}"),
+            }
+        }
+    }
+    net.set_faults(bedrock_raft::transport::Faults::default());
+    // One more write after healing commits everything before it.
+    let last = *replicas[0].propose(put("final", "v")).await.unwrap()[0].as_ref().unwrap();
+    converge(&handles, last).await;
+    let first = contents(&handles[0]);
+    for h in &handles[1..] {
+        let other = contents(h);
+        if other != first {
+            let only = |a: &[(Vec<u8>, Vec<u8>)], b: &[(Vec<u8>, Vec<u8>)]| {
+                a.iter()
+                    .filter(|kv| !b.contains(kv))
+                    .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)))
+                    .collect::<Vec<_>>()
+            };
+            let statuses: Vec<_> = handles.iter().map(|h| h.status()).collect();
+            panic!(
+                "seed {seed}: node {} differs from node 1: only on node 1 {:?}, only on node {} {:?}; statuses {statuses:#?}",
+                h.id(),
+                only(&first, &other),
+                h.id(),
+                only(&other, &first)
+            );
+        }
+    }
+    let keys: Vec<String> = first.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect();
+    for key in &acked {
+        assert!(keys.contains(key), "seed {seed}: acknowledged {key} lost");
+    }
+    for key in &keys {
+        assert!(
+            key == "final" || acked.contains(key) || unknown.contains(key),
+            "seed {seed}: {key} appeared from nowhere"
+        );
+    }
+    eprintln!("seed {seed}: {} acknowledged, {} unknown", acked.len(), unknown.len());
+}
+
+/// The leader cut off from the other two cannot commit (the write fails
+/// and never appears), the majority elects a new leader and commits, and
+/// after healing the old leader catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_minority_cannot_commit_and_the_majority_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new();
+    let nodes: Vec<Node> = (1..=3).map(|id| start(&net, config(id, dir.path(), Some(members(3))))).collect();
+    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    let old = wait_leader(&handles.iter().collect::<Vec<_>>()).await;
+    let others: Vec<u64> = (1..=3).filter(|&i| i != old).collect();
+    net.partition(&[&[old], &others]);
+
+    let minority = Replica::in_memory(handles[old as usize - 1].clone(), net.clone());
+    let err = minority.propose(put("lost", "x")).await.expect_err("a minority committed a write");
+    assert!(matches!(err, bedrock_raft::Error::Unavailable(_) | bedrock_raft::Error::OutcomeUnknown(_)), "{err}");
+    assert!(minority.read_index().await.is_err(), "a minority served a linearizable read");
+
+    let majority = Replica::in_memory(handles[others[0] as usize - 1].clone(), net.clone());
+    majority.propose(put("kept", "y")).await.expect("the majority commits");
+    let new = handles[others[0] as usize - 1].leader().unwrap();
+    assert_ne!(new, old, "the isolated node still leads the majority");
+
+    net.heal();
+    let last = *majority.propose(put("after", "z")).await.unwrap()[0].as_ref().unwrap();
+    converge(&handles, last).await;
+    for h in &handles {
+        let db = h.state_machine().db();
+        assert_eq!(db.get(b"kept").unwrap().as_deref(), Some(&b"y"[..]), "node {}", h.id());
+        assert_eq!(db.get(b"lost").unwrap(), None, "node {}: the minority's write appeared", h.id());
+    }
 }
