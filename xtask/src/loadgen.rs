@@ -144,12 +144,13 @@ pub fn base64(bytes: &[u8]) -> String {
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Conn {
+pub struct Conn {
     reader: BufReader<TcpStream>,
 }
 
 impl Conn {
-    fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+    /// Connects (2 s timeout); requests time out after 10 s.
+    pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
@@ -158,7 +159,7 @@ impl Conn {
     }
 
     /// Sends `request` and reads the response: status and body.
-    fn send(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>)> {
+    pub fn send(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>)> {
         self.reader.get_mut().write_all(request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;

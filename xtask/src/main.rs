@@ -9,6 +9,9 @@
 //! - `cluster up [--nodes N] [--release] | status | down [--wipe]`: a local
 //!   cluster on loopback (see `cluster.rs`).
 //! - `crash --cycles N`: the engine crash loop (see `crash.rs`).
+//! - `jepsen --nodes N --time S --nemesis kill,pause --workload
+//!   register|bank|set`: fault injection on a real cluster with history
+//!   checkers (see `jepsen.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +22,7 @@ mod bench;
 mod bench_cluster;
 mod cluster;
 mod crash;
+mod jepsen;
 mod layering;
 mod loadgen;
 mod tidy;
@@ -34,6 +38,7 @@ fn main() -> Result<()> {
         Some("cluster") => cluster::run(args.get(1..).unwrap_or_default()),
         Some("crash") => crash::run(args.get(1..).unwrap_or_default()),
         Some("crash-child") => crash::child(args.get(1..).unwrap_or_default()),
+        Some("jepsen") => jepsen::run(args.get(1..).unwrap_or_default()),
         Some("ci") => {
             layering::check(&metadata()?)?;
             tidy::check(&root)?;
@@ -41,7 +46,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <layering | tidy | ci | bench ... | cluster <up | status | down> | crash --cycles N>"
+                "usage: cargo xtask <layering | tidy | ci | bench ... | cluster <up | status | down> | crash --cycles N | jepsen ...>"
             );
             bail!("unknown or missing command")
         }

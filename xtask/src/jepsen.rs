@@ -1,0 +1,747 @@
+//! `cargo xtask jepsen --nodes 5 --time 60 --nemesis kill,pause --workload
+//! register|bank|set [--clients N] [--seed S] [--out DIR]`: a Jepsen-style
+//! test of a real cluster of `bedrock serve` processes on loopback.
+//!
+//! Clients (one OS thread each) send requests to random nodes over the
+//! HTTP API while a nemesis SIGKILLs and restarts random nodes or the
+//! leader (`kill`) and SIGSTOPs / SIGCONTs them (`pause`); every fault is
+//! healed before the final reads. Each operation is recorded with its
+//! call and return times and one of three outcomes: `ok`, `fail` (certainly
+//! not applied: HTTP 4xx/503, or the connection was refused so nothing was
+//! sent) or `info` (indeterminate: HTTP 504, or the connection broke after
+//! the request went out). Nobody retries an `info` operation.
+//!
+//! Workloads and checkers:
+//! - `register`: gets and puts of unique values on 5 keys; the history is
+//!   checked for linearizability by the Wing–Gong/Porcupine checker in
+//!   `crates/bedrock-raft/tests/linearizability/` (indeterminate puts may
+//!   take effect late or never; failed gets are dropped).
+//! - `bank`: 8 accounts of 100; transfers read two balances (linearizable
+//!   gets) and commit a compare-and-swap transaction moving a random
+//!   amount; reads scan all accounts at one revision. Every read, and the
+//!   final one, must sum to 800 with no negative balance.
+//! - `set`: inserts of unique elements; every acknowledged insert must be
+//!   in the final read, and nothing that was never attempted.
+//!
+//! Partitions (`--nemesis partition`) need each node in its own network
+//! namespace; this runner has process-level nemeses only and says so.
+//! Network faults are covered in process by the seeded simulation
+//! (`crates/bedrock-raft/tests/register.rs`).
+//!
+//! Output in `--out` (default `target/jepsen/<workload>`): `history.jsonl`
+//! (one operation per line), `nemesis.jsonl`, `latency.svg` (latency of
+//! every operation over time, nemesis windows shaded) and a summary on
+//! stdout. The exit status is non-zero when the checker finds a violation.
+
+#[path = "../../crates/bedrock-raft/tests/linearizability/mod.rs"]
+#[allow(dead_code)]
+mod linearizability;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::cluster::{self, NodeSpec, Start, Started};
+use crate::loadgen::Conn;
+
+/// Accounts of the bank workload and their starting balance.
+const ACCOUNTS: u64 = 8;
+const START_BALANCE: i64 = 100;
+/// Keys of the register workload.
+const REGISTER_KEYS: u64 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Register,
+    Bank,
+    Set,
+}
+
+#[derive(Debug)]
+struct Opts {
+    nodes: u64,
+    time: Duration,
+    kill: bool,
+    pause: bool,
+    workload: Workload,
+    clients: u64,
+    seed: u64,
+    out: PathBuf,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Opts> {
+        let mut o = Opts {
+            nodes: 5,
+            time: Duration::from_secs(60),
+            kill: true,
+            pause: true,
+            workload: Workload::Register,
+            clients: 8,
+            seed: std::process::id().into(),
+            out: PathBuf::new(),
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--nodes" => o.nodes = value()?.parse().context("--nodes")?,
+                "--time" => o.time = Duration::from_secs(value()?.parse().context("--time takes seconds")?),
+                "--clients" => o.clients = value()?.parse().context("--clients")?,
+                "--seed" => o.seed = value()?.parse().context("--seed")?,
+                "--out" => o.out = PathBuf::from(value()?),
+                "--workload" => {
+                    o.workload = match value()?.as_str() {
+                        "register" => Workload::Register,
+                        "bank" => Workload::Bank,
+                        "set" => Workload::Set,
+                        w => bail!("unknown workload {w} (register, bank, set)"),
+                    }
+                }
+                "--nemesis" => {
+                    let list = value()?.clone();
+                    (o.kill, o.pause) = (false, false);
+                    for n in list.split(',').filter(|n| !n.is_empty()) {
+                        match n {
+                            "kill" => o.kill = true,
+                            "pause" => o.pause = true,
+                            "partition" => println!(
+                                "jepsen: nemesis `partition` is not available: this runner has process-level \
+                                 nemeses only (kill, pause); network faults are tested in process by \
+                                 crates/bedrock-raft/tests/register.rs"
+                            ),
+                            "none" => {}
+                            other => bail!("unknown nemesis {other} (kill, pause, partition, none)"),
+                        }
+                    }
+                }
+                other => bail!("unknown flag {other}"),
+            }
+        }
+        ensure!((3..=9).contains(&o.nodes), "--nodes must be 3..=9");
+        ensure!(o.clients >= 1, "--clients must be at least 1");
+        if o.out.as_os_str().is_empty() {
+            o.out = PathBuf::from("target/jepsen").join(format!("{:?}", o.workload).to_lowercase());
+        }
+        Ok(o)
+    }
+}
+
+/// How a recorded operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Fail,
+    Info,
+}
+
+/// One operation of the history.
+#[derive(Debug, Clone)]
+struct Record {
+    client: u64,
+    node: u64,
+    f: &'static str,
+    key: u64,
+    value: Option<i64>,
+    /// What a read returned (register: the value; bank: the balances; set: the elements).
+    read: Option<Vec<i64>>,
+    outcome: Outcome,
+    start_us: u64,
+    end_us: u64,
+    error: String,
+}
+
+/// The answer to one HTTP request.
+enum Reply {
+    /// Answered with this status and body.
+    Answered(u16, Vec<u8>),
+    /// Nothing was sent (connection refused or timed out).
+    NotSent(String),
+    /// Sent, but no answer (the connection broke or timed out).
+    Lost(String),
+}
+
+fn http(addr: &str, method: &str, target: &str, body: &[u8]) -> Reply {
+    let Ok(addr) = addr.parse() else { return Reply::NotSent(format!("bad address {addr}")) };
+    let mut conn = match Conn::open(addr) {
+        Ok(c) => c,
+        Err(e) => return Reply::NotSent(e.to_string()),
+    };
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    req.extend_from_slice(body);
+    match conn.send(&req) {
+        Ok((status, body)) => Reply::Answered(status, body),
+        Err(e) => Reply::Lost(format!("{e:#}")),
+    }
+}
+
+/// Outcome of a write from its reply: 200 ok; 4xx and 503 certainly not
+/// applied; 504, other 5xx and lost connections indeterminate.
+fn write_outcome(reply: &Reply) -> (Outcome, String) {
+    match reply {
+        Reply::Answered(200, _) => (Outcome::Ok, String::new()),
+        Reply::Answered(s @ (400..=499 | 503), b) => {
+            (Outcome::Fail, format!("{s} {}", String::from_utf8_lossy(b).trim()))
+        }
+        Reply::Answered(s, b) => (Outcome::Info, format!("{s} {}", String::from_utf8_lossy(b).trim())),
+        Reply::NotSent(e) => (Outcome::Fail, e.clone()),
+        Reply::Lost(e) => (Outcome::Info, e.clone()),
+    }
+}
+
+/// A small xorshift generator, so a seed names the clients' choices.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The cluster under test.
+struct Cluster {
+    bin: PathBuf,
+    specs: Vec<NodeSpec>,
+    initial: String,
+    procs: Mutex<Vec<Option<Started>>>,
+    paused: Mutex<BTreeSet<u64>>,
+}
+
+impl Cluster {
+    fn start(bin: PathBuf, n: u64, dir: &Path) -> Result<Cluster> {
+        let listeners =
+            (0..2 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+        let ports: Vec<u16> =
+            listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?;
+        drop(listeners);
+        let specs: Vec<NodeSpec> =
+            (1..=n).map(|i| NodeSpec::new(i, ports[(i - 1) as usize], ports[(n + i - 1) as usize], dir)).collect();
+        let initial = cluster::initial_cluster(&specs);
+        let c = Cluster { bin, specs, initial, procs: Mutex::new(Vec::new()), paused: Mutex::default() };
+        for s in &c.specs {
+            let started = cluster::spawn(&c.bin, s, &Start::Initial(&c.initial), &[])?;
+            c.procs.lock().expect("lock").push(Some(started));
+        }
+        for (i, s) in c.specs.iter().enumerate() {
+            let mut procs = c.procs.lock().expect("lock");
+            let started = procs[i].as_mut().context("node not started")?;
+            cluster::wait_serving(s, started, Duration::from_secs(60))?;
+        }
+        cluster::wait_leader(&c.bin, &c.endpoints(), None, Duration::from_secs(30))?;
+        Ok(c)
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.specs.iter().map(|s| s.client.clone()).collect()
+    }
+
+    fn pid(&self, id: u64) -> Option<u32> {
+        self.procs.lock().expect("lock").get((id - 1) as usize)?.as_ref().map(|p| p.child.id())
+    }
+
+    fn kill(&self, id: u64) {
+        let taken = self.procs.lock().expect("lock").get_mut((id - 1) as usize).and_then(Option::take);
+        if let Some(mut p) = taken {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        self.paused.lock().expect("lock").remove(&id);
+    }
+
+    fn restart(&self, id: u64) -> Result<()> {
+        let spec = &self.specs[(id - 1) as usize];
+        let mut started = cluster::spawn(&self.bin, spec, &Start::Initial(&self.initial), &[])?;
+        cluster::wait_serving(spec, &mut started, Duration::from_secs(60))?;
+        self.procs.lock().expect("lock")[(id - 1) as usize] = Some(started);
+        Ok(())
+    }
+
+    fn signal(&self, id: u64, sig: &str) {
+        if let Some(pid) = self.pid(id) {
+            let _ = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+        }
+    }
+
+    /// Restarts killed nodes and resumes paused ones.
+    fn heal(&self) -> Result<()> {
+        for id in std::mem::take(&mut *self.paused.lock().expect("lock")) {
+            self.signal(id, "CONT");
+        }
+        for s in &self.specs {
+            if self.pid(s.id).is_none() {
+                self.restart(s.id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=self.specs.len() as u64 {
+            self.signal(id, "CONT");
+            self.kill(id);
+        }
+    }
+}
+
+/// One nemesis window, for the chart and `nemesis.jsonl`.
+#[derive(Debug, Clone)]
+struct Fault {
+    kind: &'static str,
+    node: u64,
+    start_us: u64,
+    end_us: u64,
+}
+
+/// Runs `cargo xtask jepsen ...`.
+pub fn run(args: &[String]) -> Result<()> {
+    let o = Opts::parse(args)?;
+    let bin = cluster::build_bedrock(false)?;
+    let _ = std::fs::remove_dir_all(&o.out);
+    std::fs::create_dir_all(&o.out).with_context(|| format!("create {}", o.out.display()))?;
+    let data = o.out.join("data");
+    std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
+    println!(
+        "jepsen: {} nodes, {:?} workload, {} clients, {} s, nemesis [{}{}], seed {}, output in {}",
+        o.nodes,
+        o.workload,
+        o.clients,
+        o.time.as_secs(),
+        if o.kill { "kill " } else { "" },
+        if o.pause { "pause" } else { "" },
+        o.seed,
+        o.out.display()
+    );
+    let cluster = Arc::new(Cluster::start(bin, o.nodes, &data)?);
+    let epoch = Instant::now();
+    let now_us = move || epoch.elapsed().as_micros() as u64;
+    if o.workload == Workload::Bank {
+        setup_bank(&cluster)?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(Vec::<Record>::new()));
+    let mut threads = Vec::new();
+    for client in 0..o.clients {
+        let (cluster, stop, history, workload) = (cluster.clone(), stop.clone(), history.clone(), o.workload);
+        let seed = o.seed.wrapping_add(client * 7919);
+        threads.push(std::thread::spawn(move || {
+            let mut rng = Rng::new(seed);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let node = 1 + rng.below(cluster.specs.len() as u64);
+                let addr = cluster.specs[(node - 1) as usize].client.clone();
+                let mut r = match workload {
+                    Workload::Register => register_op(&addr, client, n, &mut rng, &now_us),
+                    Workload::Bank => bank_op(&addr, &mut rng, &now_us),
+                    Workload::Set => set_op(&addr, client, n, &now_us),
+                };
+                (r.client, r.node) = (client, node);
+                history.lock().expect("lock").push(r);
+                n += 1;
+                if workload == Workload::Bank {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }));
+    }
+
+    let faults = nemesis(&cluster, &o, &now_us)?;
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    cluster.heal()?;
+    cluster::wait_leader(&cluster.bin, &cluster.endpoints(), None, Duration::from_secs(30))?;
+    let mut history = std::mem::take(&mut *history.lock().expect("lock"));
+    history.sort_by_key(|r| r.start_us);
+
+    let verdict = match o.workload {
+        Workload::Register => check_register(&history),
+        Workload::Bank => check_bank(&cluster, &history),
+        Workload::Set => check_set(&cluster, &history),
+    };
+    write_outputs(&o.out, &history, &faults)?;
+    let count = |x: Outcome| history.iter().filter(|r| r.outcome == x).count();
+    println!(
+        "jepsen: {} operations: {} ok, {} fail, {} indeterminate; {} faults injected",
+        history.len(),
+        count(Outcome::Ok),
+        count(Outcome::Fail),
+        count(Outcome::Info),
+        faults.len()
+    );
+    match verdict {
+        Ok(summary) => {
+            println!("jepsen: {:?} checker: VALID ({summary})", o.workload);
+            Ok(())
+        }
+        Err(e) => {
+            println!("jepsen: {:?} checker: INVALID: {e}", o.workload);
+            bail!("the {:?} history is not valid; see {}", o.workload, o.out.display())
+        }
+    }
+}
+
+/// Injects faults until the time is up: every 2–5 s one node (the leader
+/// half of the time) is killed or paused for 1–4 s, then restored.
+fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<Fault>> {
+    let mut rng = Rng::new(o.seed ^ 0xFA17);
+    let deadline = Instant::now() + o.time;
+    let mut faults = Vec::new();
+    let kinds: Vec<&'static str> = [(o.kill, "kill"), (o.pause, "pause")].iter().filter(|k| k.0).map(|k| k.1).collect();
+    while Instant::now() + Duration::from_secs(6) < deadline {
+        std::thread::sleep(Duration::from_millis(2_000 + rng.below(3_000)));
+        let Some(&kind) = kinds.get(rng.below(kinds.len() as u64) as usize) else { continue };
+        let leader = cluster::leader(&cluster.bin, &cluster.endpoints());
+        let node = match leader {
+            Some(l) if rng.below(2) == 0 => l,
+            _ => 1 + rng.below(cluster.specs.len() as u64),
+        };
+        let start_us = now_us();
+        match kind {
+            "kill" => cluster.kill(node),
+            _ => {
+                cluster.signal(node, "STOP");
+                cluster.paused.lock().expect("lock").insert(node);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1_000 + rng.below(3_000)));
+        match kind {
+            "kill" => cluster.restart(node)?,
+            _ => {
+                cluster.signal(node, "CONT");
+                cluster.paused.lock().expect("lock").remove(&node);
+            }
+        }
+        faults.push(Fault { kind, node, start_us, end_us: now_us() });
+    }
+    let rest = deadline.saturating_duration_since(Instant::now());
+    std::thread::sleep(rest);
+    Ok(faults)
+}
+
+fn record(f: &'static str, key: u64, value: Option<i64>, start_us: u64) -> Record {
+    Record {
+        client: 0,
+        node: 0,
+        f,
+        key,
+        value,
+        read: None,
+        outcome: Outcome::Fail,
+        start_us,
+        end_us: 0,
+        error: String::new(),
+    }
+}
+
+fn register_op(addr: &str, client: u64, n: u64, rng: &mut Rng, now_us: &dyn Fn() -> u64) -> Record {
+    let key = rng.below(REGISTER_KEYS);
+    let start = now_us();
+    if rng.below(2) == 0 {
+        let value = ((client + 1) * 1_000_000 + n) as i64;
+        let reply = http(addr, "PUT", &format!("/put?key=r{key}"), value.to_string().as_bytes());
+        let mut r = record("put", key, Some(value), start);
+        (r.outcome, r.error) = write_outcome(&reply);
+        r.end_us = now_us();
+        r
+    } else {
+        let reply = http(addr, "GET", &format!("/get?key=r{key}"), b"");
+        let mut r = record("get", key, None, start);
+        match reply {
+            Reply::Answered(200, body) => match String::from_utf8_lossy(&body).parse::<i64>() {
+                Ok(v) => (r.outcome, r.read) = (Outcome::Ok, Some(vec![v])),
+                Err(_) => (r.outcome, r.error) = (Outcome::Info, "unparsable value".into()),
+            },
+            Reply::Answered(404, _) => (r.outcome, r.read) = (Outcome::Ok, Some(Vec::new())),
+            Reply::Answered(s, b) => r.error = format!("{s} {}", String::from_utf8_lossy(&b).trim()),
+            Reply::NotSent(e) | Reply::Lost(e) => r.error = e,
+        }
+        r.end_us = now_us();
+        r
+    }
+}
+
+fn check_register(history: &[Record]) -> Result<String, String> {
+    use linearizability::{Input, Op};
+    let mut ops = Vec::new();
+    for r in history {
+        match (r.f, r.outcome) {
+            ("put", Outcome::Fail) | ("get", Outcome::Fail | Outcome::Info) => {}
+            ("put", outcome) => ops.push(Op {
+                client: r.client,
+                key: r.key,
+                call: r.start_us,
+                ret: (outcome == Outcome::Ok).then_some(r.end_us),
+                input: Input::Put(r.value.unwrap_or_default() as u64),
+                read: None,
+            }),
+            _ => ops.push(Op {
+                client: r.client,
+                key: r.key,
+                call: r.start_us,
+                ret: Some(r.end_us),
+                input: Input::Get,
+                read: r.read.as_ref().and_then(|v| v.first()).map(|&v| v as u64),
+            }),
+        }
+    }
+    linearizability::check(&ops)?;
+    Ok(format!("{} operations linearizable over {REGISTER_KEYS} keys", ops.len()))
+}
+
+fn account(i: u64) -> String {
+    format!("acct-{i}")
+}
+
+fn setup_bank(cluster: &Cluster) -> Result<()> {
+    let ops: Vec<String> =
+        (0..ACCOUNTS).map(|i| format!(r#"{{"put":{{"key":"{}","value":"{START_BALANCE}"}}}}"#, account(i))).collect();
+    let body = format!(r#"{{"success":[{}]}}"#, ops.join(","));
+    for _ in 0..50 {
+        for e in cluster.endpoints() {
+            if let Reply::Answered(200, _) = http(&e, "POST", "/txn", body.as_bytes()) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("could not create the bank accounts")
+}
+
+/// Balances of all accounts at one revision (`/scan`), if the read worked.
+fn read_bank(addr: &str) -> Result<Vec<i64>, String> {
+    match http(addr, "GET", "/scan?start=acct-&end=acct.&limit=100", b"") {
+        Reply::Answered(200, body) => {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let kvs = v["kvs"].as_array().ok_or("no kvs")?;
+            kvs.iter()
+                .map(|kv| kv["value"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad balance {kv}")))
+                .collect()
+        }
+        Reply::Answered(s, b) => Err(format!("{s} {}", String::from_utf8_lossy(&b).trim())),
+        Reply::NotSent(e) | Reply::Lost(e) => Err(e),
+    }
+}
+
+fn balance(addr: &str, i: u64) -> Option<i64> {
+    match http(addr, "GET", &format!("/get?key={}", account(i)), b"") {
+        Reply::Answered(200, body) => String::from_utf8_lossy(&body).parse().ok(),
+        _ => None,
+    }
+}
+
+fn bank_op(addr: &str, rng: &mut Rng, now_us: &dyn Fn() -> u64) -> Record {
+    let start = now_us();
+    if rng.below(4) == 0 {
+        let mut r = record("read", 0, None, start);
+        match read_bank(addr) {
+            Ok(b) => (r.outcome, r.read) = (Outcome::Ok, Some(b)),
+            Err(e) => r.error = e,
+        }
+        r.end_us = now_us();
+        return r;
+    }
+    let (from, to) = (rng.below(ACCOUNTS), rng.below(ACCOUNTS));
+    let amount = 1 + rng.below(5) as i64;
+    let mut r = record("transfer", from * 100 + to, Some(amount), start);
+    let (Some(a), Some(b)) = (balance(addr, from), balance(addr, to)) else {
+        r.error = "balance read failed".into();
+        r.end_us = now_us();
+        return r;
+    };
+    if from == to || a < amount {
+        r.error = "no transfer".into();
+        r.end_us = now_us();
+        return r;
+    }
+    let (fk, tk) = (account(from), account(to));
+    let body = format!(
+        r#"{{"compare":[{{"key":"{fk}","target":"VALUE","result":"EQUAL","value":"{a}"}},{{"key":"{tk}","target":"VALUE","result":"EQUAL","value":"{b}"}}],"success":[{{"put":{{"key":"{fk}","value":"{}"}}}},{{"put":{{"key":"{tk}","value":"{}"}}}}]}}"#,
+        a - amount,
+        b + amount
+    );
+    let reply = http(addr, "POST", "/txn", body.as_bytes());
+    (r.outcome, r.error) = match &reply {
+        Reply::Answered(200, body) if String::from_utf8_lossy(body).contains(r#""succeeded":false"#) => {
+            (Outcome::Fail, "compare failed".into())
+        }
+        other => write_outcome(other),
+    };
+    r.end_us = now_us();
+    r
+}
+
+fn check_bank(cluster: &Cluster, history: &[Record]) -> Result<String, String> {
+    let total = START_BALANCE * ACCOUNTS as i64;
+    let bad = |b: &[i64]| b.len() as u64 != ACCOUNTS || b.iter().sum::<i64>() != total || b.iter().any(|&x| x < 0);
+    let reads: Vec<&Record> = history.iter().filter(|r| r.f == "read" && r.outcome == Outcome::Ok).collect();
+    if let Some(r) = reads.iter().find(|r| r.read.as_deref().is_some_and(bad)) {
+        return Err(format!(
+            "read at {} µs through node {} saw {:?} (total must be {total})",
+            r.start_us, r.node, r.read
+        ));
+    }
+    let mut last = Err("no final read".to_string());
+    for e in cluster.endpoints() {
+        last = read_bank(&e);
+        if last.is_ok() {
+            break;
+        }
+    }
+    let final_read = last?;
+    if bad(&final_read) {
+        return Err(format!("final read saw {final_read:?} (total must be {total})"));
+    }
+    let transfers = history.iter().filter(|r| r.f == "transfer" && r.outcome == Outcome::Ok).count();
+    Ok(format!("{} reads and the final read sum to {total}; {transfers} transfers committed", reads.len()))
+}
+
+fn set_op(addr: &str, client: u64, n: u64, now_us: &dyn Fn() -> u64) -> Record {
+    let element = ((client + 1) * 1_000_000 + n) as i64;
+    let start = now_us();
+    let reply = http(addr, "PUT", &format!("/put?key=set-{element:012}"), b"1");
+    let mut r = record("add", 0, Some(element), start);
+    (r.outcome, r.error) = write_outcome(&reply);
+    r.end_us = now_us();
+    r
+}
+
+fn check_set(cluster: &Cluster, history: &[Record]) -> Result<String, String> {
+    let mut found = None;
+    for e in cluster.endpoints() {
+        if let Reply::Answered(200, body) = http(&e, "GET", "/scan?start=set-&end=set.&limit=100000", b"") {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let keys: BTreeSet<i64> = v["kvs"]
+                .as_array()
+                .ok_or("no kvs")?
+                .iter()
+                .filter_map(|kv| kv["key"].as_str()?.strip_prefix("set-")?.parse().ok())
+                .collect();
+            found = Some(keys);
+            break;
+        }
+    }
+    let found = found.ok_or("the final read failed on every node")?;
+    let acked: BTreeSet<i64> = history.iter().filter(|r| r.outcome == Outcome::Ok).filter_map(|r| r.value).collect();
+    let attempted: BTreeSet<i64> = history.iter().filter_map(|r| r.value).collect();
+    let lost: Vec<&i64> = acked.difference(&found).collect();
+    let unexpected: Vec<&i64> = found.difference(&attempted).collect();
+    let failed_but_present: Vec<i64> = history
+        .iter()
+        .filter(|r| r.outcome == Outcome::Fail)
+        .filter_map(|r| r.value)
+        .filter(|v| found.contains(v))
+        .collect();
+    if !lost.is_empty() || !unexpected.is_empty() || !failed_but_present.is_empty() {
+        return Err(format!(
+            "lost {} acknowledged ({:?}), {} never attempted ({:?}), {} reported failed but present ({:?})",
+            lost.len(),
+            lost.iter().take(10).collect::<Vec<_>>(),
+            unexpected.len(),
+            unexpected.iter().take(10).collect::<Vec<_>>(),
+            failed_but_present.len(),
+            failed_but_present.iter().take(10).collect::<Vec<_>>()
+        ));
+    }
+    let info = history.iter().filter(|r| r.outcome == Outcome::Info).count();
+    Ok(format!(
+        "{} acknowledged inserts all present; {} of {info} indeterminate inserts present",
+        acked.len(),
+        history
+            .iter()
+            .filter(|r| r.outcome == Outcome::Info)
+            .filter_map(|r| r.value)
+            .filter(|v| found.contains(v))
+            .count()
+    ))
+}
+
+fn write_outputs(out: &Path, history: &[Record], faults: &[Fault]) -> Result<()> {
+    let mut h = std::io::BufWriter::new(std::fs::File::create(out.join("history.jsonl"))?);
+    for r in history {
+        let line = serde_json::json!({
+            "client": r.client, "node": r.node, "f": r.f, "key": r.key, "value": r.value, "read": r.read,
+            "type": match r.outcome { Outcome::Ok => "ok", Outcome::Fail => "fail", Outcome::Info => "info" },
+            "start_us": r.start_us, "end_us": r.end_us, "error": r.error,
+        });
+        writeln!(h, "{line}")?;
+    }
+    h.flush()?;
+    let mut n = std::io::BufWriter::new(std::fs::File::create(out.join("nemesis.jsonl"))?);
+    for f in faults {
+        let line = serde_json::json!({"kind": f.kind, "node": f.node, "start_us": f.start_us, "end_us": f.end_us});
+        writeln!(n, "{line}")?;
+    }
+    n.flush()?;
+    chart(&out.join("latency.svg"), history, faults)
+}
+
+/// Latency of every operation against its start time (log scale), one
+/// colour per outcome, nemesis windows shaded.
+fn chart(path: &Path, history: &[Record], faults: &[Fault]) -> Result<()> {
+    use plotters::prelude::*;
+    let secs = |us: u64| us as f64 / 1e6;
+    let end = history.iter().map(|r| r.end_us).chain(faults.iter().map(|f| f.end_us)).max().unwrap_or(1);
+    let max_ms = history.iter().map(|r| (r.end_us - r.start_us) as f64 / 1e3).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("latency over time (shaded: nemesis)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..secs(end).max(1.0), (0.1..max_ms * 1.5).log_scale())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart.configure_mesh().x_desc("time (s)").y_desc("latency (ms)").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    for f in faults {
+        let colour = if f.kind == "kill" { RED.mix(0.12) } else { BLUE.mix(0.12) };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(secs(f.start_us), 0.1), (secs(f.end_us), max_ms * 1.5)],
+                colour.filled(),
+            )))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let mut by_outcome: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in history {
+        let name = match r.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info",
+        };
+        by_outcome.entry(name).or_default().push((secs(r.start_us), ((r.end_us - r.start_us) as f64 / 1e3).max(0.1)));
+    }
+    for (name, points) in by_outcome {
+        let colour = match name {
+            "ok" => BLUE,
+            "fail" => RED,
+            _ => MAGENTA,
+        };
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 1, colour.filled())))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x, y), 3, colour.filled()));
+    }
+    chart.configure_series_labels().border_style(BLACK).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
