@@ -22,6 +22,14 @@
 //!   final one, must sum to 800 with no negative balance.
 //! - `set`: inserts of unique elements; every acknowledged insert must be
 //!   in the final read, and nothing that was never attempted.
+//! - `list-append`: transactions of 1–3 appends to and reads of lists
+//!   under 6 keys, each a `/txn` whose compares pin every list it touches
+//!   to the value read just before; checked for serializability by the
+//!   Elle-style checker in `crates/bedrock-txn/tests/elle/` (inferred ww,
+//!   wr and rw dependencies, no cycle), and every committed append must be
+//!   in the final read, no aborted one. An indeterminate transaction
+//!   counts as committed if its appends are in the final read, else as
+//!   aborted.
 //!
 //! Partitions (`--nemesis partition`) need each node in its own network
 //! namespace; this runner has process-level nemeses only and says so.
@@ -36,6 +44,10 @@
 #[path = "../../crates/bedrock-raft/tests/linearizability/mod.rs"]
 #[allow(dead_code)]
 mod linearizability;
+
+#[path = "../../crates/bedrock-txn/tests/elle/mod.rs"]
+#[allow(dead_code)]
+mod elle;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -60,6 +72,7 @@ enum Workload {
     Register,
     Bank,
     Set,
+    ListAppend,
 }
 
 #[derive(Debug)]
@@ -100,7 +113,8 @@ impl Opts {
                         "register" => Workload::Register,
                         "bank" => Workload::Bank,
                         "set" => Workload::Set,
-                        w => bail!("unknown workload {w} (register, bank, set)"),
+                        "list-append" => Workload::ListAppend,
+                        w => bail!("unknown workload {w} (register, bank, set, list-append)"),
                     }
                 }
                 "--nemesis" => {
@@ -126,7 +140,13 @@ impl Opts {
         ensure!((3..=9).contains(&o.nodes), "--nodes must be 3..=9");
         ensure!(o.clients >= 1, "--clients must be at least 1");
         if o.out.as_os_str().is_empty() {
-            o.out = PathBuf::from("target/jepsen").join(format!("{:?}", o.workload).to_lowercase());
+            let name = match o.workload {
+                Workload::Register => "register",
+                Workload::Bank => "bank",
+                Workload::Set => "set",
+                Workload::ListAppend => "list-append",
+            };
+            o.out = PathBuf::from("target/jepsen").join(name);
         }
         Ok(o)
     }
@@ -150,6 +170,8 @@ struct Record {
     value: Option<i64>,
     /// What a read returned (register: the value; bank: the balances; set: the elements).
     read: Option<Vec<i64>>,
+    /// list-append: the transaction's micro-operations with what they saw.
+    txn: Vec<elle::Op>,
     outcome: Outcome,
     start_us: u64,
     end_us: u64,
@@ -351,11 +373,12 @@ pub fn run(args: &[String]) -> Result<()> {
                     Workload::Register => register_op(&addr, client, n, &mut rng, &now_us),
                     Workload::Bank => bank_op(&addr, &mut rng, &now_us),
                     Workload::Set => set_op(&addr, client, n, &now_us),
+                    Workload::ListAppend => append_op(&addr, client, n, &mut rng, &now_us),
                 };
                 (r.client, r.node) = (client, node);
                 history.lock().expect("lock").push(r);
                 n += 1;
-                if workload == Workload::Bank {
+                if matches!(workload, Workload::Bank | Workload::ListAppend) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
@@ -376,6 +399,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Workload::Register => check_register(&history),
         Workload::Bank => check_bank(&cluster, &history),
         Workload::Set => check_set(&cluster, &history),
+        Workload::ListAppend => check_list_append(&cluster, &history),
     };
     write_outputs(&o.out, &history, &faults)?;
     let count = |x: Outcome| history.iter().filter(|r| r.outcome == x).count();
@@ -445,6 +469,7 @@ fn record(f: &'static str, key: u64, value: Option<i64>, start_us: u64) -> Recor
         key,
         value,
         read: None,
+        txn: Vec::new(),
         outcome: Outcome::Fail,
         start_us,
         end_us: 0,
@@ -744,4 +769,145 @@ fn chart(path: &Path, history: &[Record], faults: &[Fault]) -> Result<()> {
     chart.configure_series_labels().border_style(BLACK).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+/// Lists of the list-append workload.
+const LISTS: u64 = 6;
+
+fn list_key(k: u64) -> String {
+    format!("list-{k}")
+}
+
+fn parse_list(body: &[u8]) -> Option<Vec<u64>> {
+    let text = std::str::from_utf8(body).ok()?;
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(',').map(|e| e.parse().ok()).collect()
+}
+
+fn join_list(list: &[u64]) -> String {
+    list.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// One list-append transaction: read the touched lists (linearizable
+/// gets), then commit a `/txn` that compares each to what was read and
+/// puts the appended lists.
+fn append_op(addr: &str, client: u64, n: u64, rng: &mut Rng, now_us: &dyn Fn() -> u64) -> Record {
+    let start = now_us();
+    let mut r = record("txn", 0, None, start);
+    let mut micro = Vec::new();
+    for i in 0..1 + rng.below(3) {
+        let key = rng.below(LISTS);
+        let elem = (client + 1) * 10_000_000 + n * 4 + i;
+        micro.push(if rng.below(2) == 0 { (key, Some(elem)) } else { (key, None) });
+    }
+    let mut lists: BTreeMap<u64, Option<Vec<u64>>> = BTreeMap::new();
+    for &(key, _) in &micro {
+        if lists.contains_key(&key) {
+            continue;
+        }
+        let seen = match http(addr, "GET", &format!("/get?key={}", list_key(key)), b"") {
+            Reply::Answered(200, body) => parse_list(&body).map(Some),
+            Reply::Answered(404, _) => Some(None),
+            _ => None,
+        };
+        let Some(seen) = seen else {
+            r.error = "list read failed".into();
+            r.end_us = now_us();
+            return r;
+        };
+        lists.insert(key, seen);
+    }
+    let compares: Vec<String> = lists
+        .iter()
+        .map(|(k, v)| match v {
+            Some(list) => format!(
+                r#"{{"key":"{}","target":"VALUE","result":"EQUAL","value":"{}"}}"#,
+                list_key(*k),
+                join_list(list)
+            ),
+            None => format!(r#"{{"key":"{}","target":"EXISTS","exists":false}}"#, list_key(*k)),
+        })
+        .collect();
+    let mut current: BTreeMap<u64, Vec<u64>> = lists.iter().map(|(k, v)| (*k, v.clone().unwrap_or_default())).collect();
+    for &(key, elem) in &micro {
+        let list = current.entry(key).or_default();
+        match elem {
+            Some(e) => {
+                list.push(e);
+                r.txn.push(elle::Op::Append { key: key as elle::Key, elem: e });
+            }
+            None => r.txn.push(elle::Op::Read { key: key as elle::Key, list: list.clone() }),
+        }
+    }
+    let puts: Vec<String> = micro
+        .iter()
+        .filter(|(_, e)| e.is_some())
+        .map(|(k, _)| *k)
+        .collect::<BTreeSet<_>>()
+        .iter()
+        .map(|k| format!(r#"{{"put":{{"key":"{}","value":"{}"}}}}"#, list_key(*k), join_list(&current[k])))
+        .collect();
+    // Separate gets are not a snapshot: even a read-only transaction
+    // commits a `/txn` whose compares prove every list was still as read.
+    let success = if puts.is_empty() {
+        lists.keys().map(|k| format!(r#"{{"get":{{"key":"{}"}}}}"#, list_key(*k))).collect::<Vec<_>>()
+    } else {
+        puts
+    };
+    let body = format!(r#"{{"compare":[{}],"success":[{}]}}"#, compares.join(","), success.join(","));
+    let reply = http(addr, "POST", "/txn", body.as_bytes());
+    (r.outcome, r.error) = match &reply {
+        Reply::Answered(200, b) if String::from_utf8_lossy(b).contains(r#""succeeded":false"#) => {
+            (Outcome::Fail, "compare failed".into())
+        }
+        other => write_outcome(other),
+    };
+    r.end_us = now_us();
+    r
+}
+
+fn check_list_append(cluster: &Cluster, history: &[Record]) -> Result<String, String> {
+    let mut final_reads: std::collections::HashMap<elle::Key, Vec<elle::Elem>> = std::collections::HashMap::new();
+    for k in 0..LISTS {
+        let mut got = None;
+        for e in cluster.endpoints() {
+            match http(&e, "GET", &format!("/get?key={}", list_key(k)), b"") {
+                Reply::Answered(200, body) => got = parse_list(&body),
+                Reply::Answered(404, _) => got = Some(Vec::new()),
+                _ => continue,
+            }
+            break;
+        }
+        final_reads.insert(k as elle::Key, got.ok_or_else(|| format!("final read of list {k} failed"))?);
+    }
+    let present = |op: &elle::Op| match op {
+        elle::Op::Append { key, elem } => final_reads.get(key).is_some_and(|l| l.contains(elem)),
+        elle::Op::Read { .. } => true,
+    };
+    let txns: Vec<elle::Txn> = history
+        .iter()
+        .filter(|r| !r.txn.is_empty())
+        .filter(|r| r.outcome != Outcome::Fail || r.txn.iter().any(|op| matches!(op, elle::Op::Append { .. })))
+        .map(|r| {
+            let committed = match r.outcome {
+                Outcome::Ok => true,
+                Outcome::Fail => false,
+                // Resolved by the final read: all its appends or none.
+                Outcome::Info => r.txn.iter().filter(|op| matches!(op, elle::Op::Append { .. })).all(present),
+            };
+            let outcome = if committed { elle::Outcome::Committed } else { elle::Outcome::Aborted };
+            elle::Txn { ops: r.txn.clone(), outcome }
+        })
+        .collect();
+    let report = elle::check(&txns).map_err(|a| format!("{a:?}"))?;
+    let bad = elle::lost_or_phantom_appends(&txns, &final_reads);
+    if !bad.is_empty() {
+        return Err(format!(
+            "appends lost or phantom in the final read: {:?}",
+            bad.iter().take(10).collect::<Vec<_>>()
+        ));
+    }
+    Ok(format!("{report:?}"))
 }

@@ -386,6 +386,12 @@ pub fn status_from_pb(p: pb::NodeStatus) -> NodeStatus {
             voters.push(m.id);
         }
     }
+    // The node's own client address, which its member list may lack.
+    if let Some(me) = members.0.get_mut(&p.id) {
+        if !p.client_addr.is_empty() {
+            me.client_addr.clone_from(&p.client_addr);
+        }
+    }
     NodeStatus {
         id: p.id,
         role: p.role,

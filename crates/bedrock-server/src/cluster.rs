@@ -277,7 +277,14 @@ impl Cluster for ClusterService {
             .await
             .into_iter()
             .map(|(id, s)| match s {
-                Ok(s) => status_to_pb(&s, self.replica.node().members().0.get(&id)),
+                Ok(s) => {
+                    // The member's own answer knows its addresses; this
+                    // node's list may not (initial members' client addresses
+                    // are learned only from themselves).
+                    let known = self.replica.node().members();
+                    let own = s.members.0.get(&id).filter(|m| !m.client_addr.is_empty());
+                    status_to_pb(&s, own.or_else(|| known.0.get(&id)))
+                }
                 Err(e) => pb::MemberStatus { id, error: e.to_string(), ..Default::default() },
             })
             .collect();

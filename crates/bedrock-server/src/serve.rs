@@ -177,6 +177,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     info!(id = args.id, data_dir = %args.data_dir.display(), sync = ?args.sync, "opening database");
     let mut options = Options::with_dir(&args.data_dir);
     options.wal.sync = args.sync;
+    // Bound first, so a cluster member advertises the address it really
+    // serves on (with `--client-addr 127.0.0.1:0` the port is chosen here).
+    let listener = TcpListener::bind(args.client_addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
+    let mut args = args;
+    args.client_addr = addr;
     let clustered = args.initial_cluster.is_some() || args.join.is_some();
     let (store, member) = if clustered {
         let limits = Limits { max_key_bytes: options.max_key_bytes };
@@ -187,10 +195,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         (open(options).await?, None)
     };
     let store = store.with_scratch_dir(args.data_dir.join("backups"));
-    let listener = TcpListener::bind(args.client_addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: args.client_addr, source })?;
     // Handlers are installed before the address is announced, so a signal
     // sent as soon as the line is read is already a graceful shutdown.
     let mut signals = Signals::new().map_err(ServeError::Signals)?;

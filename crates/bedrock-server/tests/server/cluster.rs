@@ -23,6 +23,19 @@ async fn write_through_one_node_reads_linearizably_through_the_others() {
         assert_eq!(got.kv.map(|kv| kv.value).as_deref(), Some(&b"raft"[..]), "node {id}");
         assert!(got.revision >= revision, "node {id} read revision {} < {revision}", got.revision);
     }
+    // `bedrock status` through any node lists every member's client address.
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["--endpoints", &cluster.node(3).endpoint(), "status", "-o", "json"])
+        .output()
+        .expect("run bedrock status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let members: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(members.len(), 3, "{members:?}");
+    for m in &members {
+        let expected = cluster.node(m["id"].as_u64().expect("id")).endpoint();
+        assert_eq!(m["client_addr"].as_str(), Some(expected.as_str()), "{m}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
