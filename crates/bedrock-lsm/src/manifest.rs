@@ -95,6 +95,7 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, num_levels: usize) -> Result
         _ => Error::io("read", &path, e),
     })?;
     let mut state = ManifestState { number, ..ManifestState::default() };
+    let mut edits = 0u64;
     let end = record::scan(&data, MAX_EDIT_BYTES, |offset, payload| {
         let edit = VersionEdit::decode(payload, num_levels).map_err(|reason| Error::Corruption {
             path: path.clone(),
@@ -102,8 +103,18 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, num_levels: usize) -> Result
             reason: format!("bad version edit: {reason}"),
         })?;
         state.apply(edit);
+        edits += 1;
         Ok::<(), Error>(())
     })?;
+    // `CURRENT` is switched to a manifest only after its first edit (the
+    // whole version) is synced, so a named manifest without one was damaged.
+    if edits == 0 {
+        return Err(Error::Corruption {
+            path,
+            offset: 0,
+            reason: "the manifest named by CURRENT holds no complete version edit".into(),
+        });
+    }
     if let ScanEnd::Damaged { offset, reason, tail } = end {
         if !tail {
             return Err(Error::Corruption { path, offset, reason });

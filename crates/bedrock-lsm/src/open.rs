@@ -121,8 +121,14 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
 /// skipping batches already in SSTables; returns it and the largest
 /// sequence number seen.
 fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &ManifestState) -> Result<(Memtable, u64)> {
+    check_segments_contiguous(fs, wal_dir, state.log_number)?;
     let mem = Memtable::new(state.log_number);
     let mut max_seq = state.last_sequence;
+    // Every batch takes the next sequence number, so the log's records are
+    // consecutive, and the first one follows what the SSTables hold. A jump
+    // means records are missing (a segment cut short at a record boundary
+    // or deleted): refuse rather than replay around the hole.
+    let mut previous: Option<u64> = None;
     let report = bedrock_wal::replay(fs, wal_dir, &opts.wal, state.log_number, |pos, payload| {
         let Some((seq, batch)) = WriteBatch::decode(payload) else {
             return Err(Error::Corruption {
@@ -131,6 +137,20 @@ fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &Manif
                 reason: "WAL record (ending at this offset) is not a valid write batch".into(),
             });
         };
+        let gap = match previous {
+            Some(p) => (seq != p + 1).then(|| format!("sequence number jumps from {p} to {seq}")),
+            None => (seq > state.last_sequence + 1).then(|| {
+                format!("the first record has sequence number {seq}, but the SSTables end at {}", state.last_sequence)
+            }),
+        };
+        if let Some(gap) = gap {
+            return Err(Error::Corruption {
+                path: bedrock_wal::segment_path(wal_dir, pos.segment),
+                offset: pos.offset,
+                reason: format!("{gap}: WAL records before the one ending at this offset are missing"),
+            });
+        }
+        previous = Some(seq);
         if seq > state.last_sequence {
             mem.apply(&batch, seq);
         }
@@ -141,6 +161,42 @@ fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &Manif
         tracing::info!(records = report.records, segments = ?report.segments, truncated = ?report.truncated, "WAL replayed");
     }
     Ok((mem, max_seq))
+}
+
+/// Checks that the WAL segments the manifest needs are all there: segment
+/// `log_number` (the oldest one holding unflushed writes) and every later
+/// one, without gaps. A missing one means acknowledged writes are gone
+/// (for example a manifest that lost its newest edits points at a segment
+/// that was already deleted), which must not open silently.
+///
+/// # Errors
+/// [`Error::Corruption`] naming the missing segment.
+fn check_segments_contiguous(fs: &dyn FileSystem, wal_dir: &Path, log_number: u64) -> Result<()> {
+    if !fs.exists(wal_dir) {
+        return Ok(());
+    }
+    let names = fs.read_dir(wal_dir).map_err(|e| Error::io("read_dir", wal_dir, e))?;
+    let mut ids: Vec<u64> =
+        names.iter().filter_map(|n| bedrock_wal::parse_segment_name(n)).filter(|&id| id >= log_number).collect();
+    ids.sort_unstable();
+    let Some(&first) = ids.first() else { return Ok(()) };
+    // A new database records log number 0 before its first segment (1).
+    let expected_first = if log_number == 0 { first } else { log_number };
+    let mut expected = expected_first;
+    for id in ids {
+        if id != expected {
+            return Err(Error::Corruption {
+                path: bedrock_wal::segment_path(wal_dir, expected),
+                offset: 0,
+                reason: format!(
+                    "WAL segment {expected} is missing (the manifest needs every segment from {log_number}, \
+                     and segment {id} exists): acknowledged writes would be lost"
+                ),
+            });
+        }
+        expected += 1;
+    }
+    Ok(())
 }
 
 /// Deletes SSTables not in the version (left by a crash mid-flush or
