@@ -182,8 +182,7 @@ fn check_segments_contiguous(fs: &dyn FileSystem, wal_dir: &Path, log_number: u6
     let Some(&first) = ids.first() else { return Ok(()) };
     // A new database records log number 0 before its first segment (1).
     let expected_first = if log_number == 0 { first } else { log_number };
-    let mut expected = expected_first;
-    for id in ids {
+    for (expected, id) in (expected_first..).zip(ids) {
         if id != expected {
             return Err(Error::Corruption {
                 path: bedrock_wal::segment_path(wal_dir, expected),
@@ -194,7 +193,6 @@ fn check_segments_contiguous(fs: &dyn FileSystem, wal_dir: &Path, log_number: u6
                 ),
             });
         }
-        expected += 1;
     }
     Ok(())
 }
