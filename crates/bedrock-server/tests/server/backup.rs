@@ -54,7 +54,16 @@ async fn single_node_backup_restores_exactly() {
 
 #[tokio::test]
 async fn cluster_member_backup_restores_as_a_single_node() {
-    let raft = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    backup_and_restore(&["--raft-addr".into(), raft.to_string(), "--initial-cluster".into(), format!("1={raft}")])
-        .await;
+    // Both ports chosen up front, so the client listener cannot take the raft port.
+    let ports = crate::cluster_harness::free_ports(2);
+    let (raft, client) = (format!("127.0.0.1:{}", ports[0]), format!("127.0.0.1:{}", ports[1]));
+    let args = [
+        "--raft-addr".into(),
+        raft.clone(),
+        "--initial-cluster".into(),
+        format!("1={raft}"),
+        "--client-addr".into(),
+        client,
+    ];
+    backup_and_restore(&args).await;
 }

@@ -28,6 +28,9 @@ pub(crate) struct Cluster {
     pub(crate) root: PathBuf,
     initial: String,
     raft_ports: Vec<u16>,
+    /// Client API ports of the initial members, chosen with the raft ports
+    /// so that no node's client listener can take another's raft port.
+    client_ports: Vec<u16>,
     /// Extra `serve` arguments given to every node.
     extra: Vec<String>,
     pub(crate) nodes: Vec<Option<Server>>,
@@ -43,7 +46,8 @@ impl Cluster {
     pub(crate) fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let (dir, root) = data_dir();
         std::fs::create_dir_all(&root).expect("create cluster dir");
-        let raft_ports = free_ports(n);
+        let mut raft_ports = free_ports(2 * n);
+        let client_ports = raft_ports.split_off(n);
         let initial = raft_ports
             .iter()
             .enumerate()
@@ -51,7 +55,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut c = Cluster { _dir: dir, root, initial, raft_ports, extra, nodes: Vec::new() };
+        let mut c = Cluster { _dir: dir, root, initial, raft_ports, client_ports, extra, nodes: Vec::new() };
         for id in 1..=n as u64 {
             let s = c.spawn(id);
             c.nodes.push(Some(s));
@@ -68,6 +72,8 @@ impl Cluster {
             self.raft_addr(id),
             "--initial-cluster".to_string(),
             self.initial.clone(),
+            "--client-addr".to_string(),
+            format!("127.0.0.1:{}", self.client_ports[id as usize - 1]),
         ];
         args.extend(self.extra.iter().cloned());
         Server::start_with(&self.data_dir(id), &args)

@@ -51,8 +51,17 @@ async fn load(server: &Server, round: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_cover_requests_wal_engine_and_raft_and_counters_grow() {
     let (_tmp, dir) = data_dir();
-    let raft = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    let args = ["--raft-addr".to_string(), raft.to_string(), "--initial-cluster".to_string(), format!("1={raft}")];
+    // Both ports chosen up front, so the client listener cannot take the raft port.
+    let ports = crate::cluster_harness::free_ports(2);
+    let (raft, client) = (format!("127.0.0.1:{}", ports[0]), format!("127.0.0.1:{}", ports[1]));
+    let args = [
+        "--raft-addr".to_string(),
+        raft.clone(),
+        "--initial-cluster".to_string(),
+        format!("1={raft}"),
+        "--client-addr".to_string(),
+        client,
+    ];
     let server = Server::start_with(&dir, &args);
 
     load(&server, 1).await;

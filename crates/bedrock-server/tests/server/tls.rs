@@ -213,10 +213,9 @@ async fn peer_mtls_refuses_a_node_signed_by_another_ca() {
     std::fs::create_dir_all(&root).expect("mkdir");
     let pki = Pki::new(tmp.path(), "peers");
     let rogue = Pki::new(tmp.path(), "rogue");
-    let ports: Vec<u16> = {
-        let ls: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-        ls.iter().map(|l| l.local_addr().expect("addr").port()).collect()
-    };
+    // Raft ports 0..3 and client ports 3..6, chosen together so that no
+    // node's client listener can take another's raft port.
+    let ports = crate::cluster_harness::free_ports(6);
     let initial = (1..=3).map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1])).collect::<Vec<_>>().join(",");
     let start = |id: usize, ca: &Pki| {
         let (cert, key) = ca.issue(&format!("node{id}"));
@@ -232,6 +231,7 @@ async fn peer_mtls_refuses_a_node_signed_by_another_ca() {
             "--initial-cluster".into(),
             initial.clone(),
         ]);
+        flags.extend(["--client-addr".into(), format!("127.0.0.1:{}", ports[id + 2])]);
         Server::start_with(&root.join(format!("n{id}")), &flags)
     };
     let n1 = start(1, &pki);
