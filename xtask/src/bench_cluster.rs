@@ -222,7 +222,7 @@ fn print_recovery(failovers: &[(Duration, Duration)], load: Duration, restart: &
 }
 
 /// Free loopback ports (bound, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }

@@ -217,6 +217,17 @@ fn write_outcome(reply: &Reply) -> (Outcome, String) {
     }
 }
 
+/// Outcome of a `/txn` write: like [`write_outcome`], but an answer with
+/// `"succeeded":false` (a compare failed, nothing applied) is a failure.
+fn txn_outcome(reply: &Reply) -> (Outcome, String) {
+    match reply {
+        Reply::Answered(200, body) if String::from_utf8_lossy(body).contains(r#""succeeded":false"#) => {
+            (Outcome::Fail, "compare failed".into())
+        }
+        other => write_outcome(other),
+    }
+}
+
 /// A small xorshift generator, so a seed names the clients' choices.
 struct Rng(u64);
 
@@ -246,11 +257,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(bin: PathBuf, n: u64, dir: &Path) -> Result<Cluster> {
-        let listeners =
-            (0..2 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
-        let ports: Vec<u16> =
-            listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?;
-        drop(listeners);
+        let ports = crate::bench_cluster::free_ports(2 * n as usize)?;
         let specs: Vec<NodeSpec> =
             (1..=n).map(|i| NodeSpec::new(i, ports[(i - 1) as usize], ports[(n + i - 1) as usize], dir)).collect();
         let initial = cluster::initial_cluster(&specs);
@@ -604,12 +611,7 @@ fn bank_op(addr: &str, rng: &mut Rng, now_us: &dyn Fn() -> u64) -> Record {
         b + amount
     );
     let reply = http(addr, "POST", "/txn", body.as_bytes());
-    (r.outcome, r.error) = match &reply {
-        Reply::Answered(200, body) if String::from_utf8_lossy(body).contains(r#""succeeded":false"#) => {
-            (Outcome::Fail, "compare failed".into())
-        }
-        other => write_outcome(other),
-    };
+    (r.outcome, r.error) = txn_outcome(&reply);
     r.end_us = now_us();
     r
 }
@@ -858,12 +860,7 @@ fn append_op(addr: &str, client: u64, n: u64, rng: &mut Rng, now_us: &dyn Fn() -
     };
     let body = format!(r#"{{"compare":[{}],"success":[{}]}}"#, compares.join(","), success.join(","));
     let reply = http(addr, "POST", "/txn", body.as_bytes());
-    (r.outcome, r.error) = match &reply {
-        Reply::Answered(200, b) if String::from_utf8_lossy(b).contains(r#""succeeded":false"#) => {
-            (Outcome::Fail, "compare failed".into())
-        }
-        other => write_outcome(other),
-    };
+    (r.outcome, r.error) = txn_outcome(&reply);
     r.end_us = now_us();
     r
 }

@@ -125,18 +125,22 @@ impl MemNetwork {
 
     /// Sets the random message faults (see [`Faults`]); `Faults::default()`
     /// turns them off. Messages already delayed are still delivered.
-    pub fn set_faults(&self, faults: Faults) {
+    ///
+    /// # Errors
+    /// The thread that delivers delayed messages could not be started (the
+    /// first time a delay is set); the faults are then left as they were.
+    pub fn set_faults(&self, faults: Faults) -> std::io::Result<()> {
         let mut s = self.inner.lock();
-        s.faults = faults;
         if !faults.max_delay.is_zero() && s.delayed.is_none() {
             let queue = Arc::new(DelayQueue::default());
-            s.delayed = Some(queue.clone());
-            let net = Arc::downgrade(&self.inner);
+            let (for_thread, net) = (queue.clone(), Arc::downgrade(&self.inner));
             std::thread::Builder::new()
                 .name("mem-network-delay".into())
-                .spawn(move || deliver_delayed(&queue, &net))
-                .expect("spawn the delivery thread");
+                .spawn(move || deliver_delayed(&for_thread, &net))?;
+            s.delayed = Some(queue);
         }
+        s.faults = faults;
+        Ok(())
     }
 
     /// Cuts the directed link `from` → `to`: its messages are dropped.

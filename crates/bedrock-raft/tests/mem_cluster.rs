@@ -205,7 +205,8 @@ async fn lossy_reordering_network_keeps_replicas_identical() {
     let nodes: Vec<Node> = (1..=3).map(|id| start(&net, config(id, dir.path(), Some(members(3))))).collect();
     let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
     wait_leader(&handles.iter().collect::<Vec<_>>()).await;
-    net.set_faults(bedrock_raft::transport::Faults { drop: 0.1, duplicate: 0.1, max_delay: Duration::from_millis(20) });
+    net.set_faults(bedrock_raft::transport::Faults { drop: 0.1, duplicate: 0.1, max_delay: Duration::from_millis(20) })
+        .expect("set faults");
 
     let replicas: Vec<Replica> = handles.iter().map(|h| Replica::in_memory(h.clone(), net.clone())).collect();
     let (mut acked, mut unknown) = (Vec::new(), Vec::new());
@@ -229,7 +230,7 @@ async fn lossy_reordering_network_keeps_replicas_identical() {
             }
         }
     }
-    net.set_faults(bedrock_raft::transport::Faults::default());
+    net.set_faults(bedrock_raft::transport::Faults::default()).expect("set faults");
     // One more write after healing commits everything before it.
     let last = *replicas[0].propose(put("final", "v")).await.unwrap()[0].as_ref().unwrap();
     converge(&handles, last).await;

@@ -67,7 +67,7 @@ async fn run(seed: u64) -> Vec<Op> {
     let nodes: Vec<Node> = (1..=NODES).map(|id| start(&net, id, dir.path())).collect();
     let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
     wait_leader(&handles).await;
-    net.set_faults(Faults { drop: 0.05, duplicate: 0.05, max_delay: Duration::from_millis(10) });
+    net.set_faults(Faults { drop: 0.05, duplicate: 0.05, max_delay: Duration::from_millis(10) }).expect("set faults");
 
     let epoch = Instant::now();
     let now = move || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -124,7 +124,7 @@ async fn run(seed: u64) -> Vec<Op> {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     nemesis.await.unwrap();
     net.heal();
-    net.set_faults(Faults::default());
+    net.set_faults(Faults::default()).expect("set faults");
     let history = history.lock().unwrap().clone();
     drop(nodes);
     history

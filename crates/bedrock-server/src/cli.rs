@@ -252,20 +252,12 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The client API's TLS files, if `--cert-file` is given.
     pub fn client_tls(&self) -> Option<crate::tls::TlsFiles> {
-        Some(crate::tls::TlsFiles {
-            cert: self.cert_file.clone()?,
-            key: self.key_file.clone()?,
-            trusted_ca: self.trusted_ca_file.clone(),
-        })
+        crate::tls::TlsFiles::from_flags(&self.cert_file, &self.key_file, &self.trusted_ca_file)
     }
 
     /// The peer TLS files, if `--peer-cert-file` is given.
     pub fn peer_tls(&self) -> Option<crate::tls::TlsFiles> {
-        Some(crate::tls::TlsFiles {
-            cert: self.peer_cert_file.clone()?,
-            key: self.peer_key_file.clone()?,
-            trusted_ca: self.peer_trusted_ca_file.clone(),
-        })
+        crate::tls::TlsFiles::from_flags(&self.peer_cert_file, &self.peer_key_file, &self.peer_trusted_ca_file)
     }
 }
 

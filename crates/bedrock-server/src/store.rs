@@ -117,7 +117,7 @@ impl Store {
                 if !serializable {
                     r.read_index().await?;
                 }
-                Ok(r.node().state_machine().db())
+                Ok(self.local_db())
             }
         }
     }
@@ -134,9 +134,14 @@ impl Store {
     /// The storage engine's statistics (in cluster mode, of the state
     /// machine's database). Cheap: counters and the current version.
     pub fn engine_stats(&self) -> bedrock_txn::DbStats {
+        self.local_db().stats()
+    }
+
+    /// This node's database, without any read barrier.
+    fn local_db(&self) -> Db {
         match &self.backend {
-            Backend::Direct(db) => db.stats(),
-            Backend::Cluster(r) => r.node().state_machine().db().stats(),
+            Backend::Direct(db) => db.clone(),
+            Backend::Cluster(r) => r.node().state_machine().db(),
         }
     }
 
@@ -268,10 +273,7 @@ impl Store {
 
     /// Flushes memtables to SSTables (on graceful shutdown).
     pub async fn flush(&self) -> Result<(), ApiError> {
-        let db = match &self.backend {
-            Backend::Direct(db) => db.clone(),
-            Backend::Cluster(r) => r.node().state_machine().db(),
-        };
+        let db = self.local_db();
         blocking(move || db.flush().map_err(ApiError::from)).await
     }
 }

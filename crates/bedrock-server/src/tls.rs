@@ -52,28 +52,48 @@ pub struct TlsFiles {
     pub trusted_ca: Option<PathBuf>,
 }
 
-/// Reads every certificate of a PEM file.
-///
-/// # Errors
-/// [`TlsError::File`] if the file cannot be read or holds no certificate.
-pub fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+impl TlsFiles {
+    /// The files of a certificate, key and CA flag triple; `None` unless
+    /// both the certificate and the key are given.
+    pub fn from_flags(cert: &Option<PathBuf>, key: &Option<PathBuf>, ca: &Option<PathBuf>) -> Option<TlsFiles> {
+        Some(TlsFiles { cert: cert.clone()?, key: key.clone()?, trusted_ca: ca.clone() })
+    }
+}
+
+/// Reads a PEM file.
+fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::File { what, path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Every certificate in `pem` (read from `path`); at least one.
+fn parse_certs(pem: &[u8], path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bad = |reason: String| TlsError::File { what, path: path.to_path_buf(), reason };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
         return Err(bad("no PEM certificate in the file".into()));
     }
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+/// The private key in `pem` (read from `path`).
+fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::File {
         what: "private key",
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// Reads every certificate of a PEM file.
+///
+/// # Errors
+/// [`TlsError::File`] if the file cannot be read or holds no certificate.
+pub fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    parse_certs(&read_pem(path, what)?, path, what)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    parse_key(&read_pem(path, "private key")?, path)
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
@@ -128,18 +148,17 @@ pub fn client_config(
     ca: &Path,
     identity: Option<(&Path, &Path)>,
 ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
-    let read = |path: &Path, what: &'static str| {
-        std::fs::read(path).map_err(|e| TlsError::File { what, path: path.to_path_buf(), reason: e.to_string() })
-    };
-    // Parse once here so a bad file fails at start-up, not at first connect.
-    load_certs(ca, "CA certificate")?;
-    let mut config = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(read(ca, "CA certificate")?));
+    // Each file is parsed once here, so a bad one fails at start-up rather
+    // than at the first connection.
+    let ca_pem = read_pem(ca, "CA certificate")?;
+    parse_certs(&ca_pem, ca, "CA certificate")?;
+    let mut config =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
     if let Some((cert, key)) = identity {
-        load_certs(cert, "certificate")?;
-        load_key(key)?;
-        config = config
-            .identity(tonic::transport::Identity::from_pem(read(cert, "certificate")?, read(key, "private key")?));
+        let (cert_pem, key_pem) = (read_pem(cert, "certificate")?, read_pem(key, "private key")?);
+        parse_certs(&cert_pem, cert, "certificate")?;
+        parse_key(&key_pem, key)?;
+        config = config.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
     }
     Ok(config)
 }
