@@ -31,6 +31,8 @@ pub mod grpc;
 pub mod members;
 pub mod node;
 pub mod replica;
+#[cfg(test)]
+mod sim;
 pub mod state;
 pub mod storage;
 pub mod transport;

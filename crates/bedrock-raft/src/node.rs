@@ -179,9 +179,9 @@ pub struct NodeStatus {
     pub removed: bool,
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
-enum Msg {
+pub(crate) enum Msg {
     Propose { commands: Vec<Command>, reply: Reply<Vec<CommandResult>> },
     ReadIndex { reply: Reply<u64> },
     Change { change: MemberChange, reply: Reply<()> },
@@ -194,10 +194,9 @@ enum Msg {
 
 /// State shared between the driver thread and handles.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     id: u64,
     cluster_id: u64,
-    sm: Arc<StateMachine>,
     status: Mutex<NodeStatus>,
     members: RwLock<Members>,
     leader: AtomicU64,
@@ -207,11 +206,29 @@ struct Shared {
     client_addr: String,
 }
 
+impl Shared {
+    pub(crate) fn new(cfg: &NodeConfig, store: &LogStore) -> Arc<Shared> {
+        let members = if store.is_initialized() { store.members().clone() } else { cfg.join_peers.clone() };
+        Arc::new(Shared {
+            id: cfg.id,
+            cluster_id: cfg.cluster_id,
+            status: Mutex::new(NodeStatus::default()),
+            members: RwLock::new(members),
+            leader: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            snapshots_sent: AtomicU64::new(0),
+            raft_addr: cfg.raft_addr.clone(),
+            client_addr: cfg.client_addr.clone(),
+        })
+    }
+}
+
 /// A cheap, cloneable handle to a running node.
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
+    sm: Arc<StateMachine>,
 }
 
 /// A running Raft node; dropping it stops the driver thread.
@@ -241,100 +258,14 @@ impl Node {
             &cfg.data_dir.join("raft"),
             bedrock_wal::WalOptions::default(),
         )?;
-        if !store.is_initialized() {
-            if let Some(initial) = &cfg.initial_cluster {
-                if !initial.0.contains_key(&cfg.id) {
-                    return Err(Error::InvalidArgument(format!(
-                        "node {} is not in the initial cluster; start it with --join instead",
-                        cfg.id
-                    )));
-                }
-                let cs = ConfState { voters: initial.0.keys().copied().collect(), ..Default::default() };
-                let mut members = initial.clone();
-                if let Some(me) = members.0.get_mut(&cfg.id) {
-                    me.client_addr.clone_from(&cfg.client_addr);
-                }
-                sm.bootstrap()?;
-                store.bootstrap(INIT_INDEX, cs, members)?;
-                tracing::info!(id = cfg.id, voters = ?initial.0.keys().collect::<Vec<_>>(), "bootstrapped a new cluster");
-            } else {
-                tracing::info!(id = cfg.id, "empty node: waiting for the leader to send a snapshot");
-            }
-        }
-        let log_start = store.first() - 1;
-        if store.is_initialized() && sm.applied() < log_start {
-            let term = raft::Storage::term(&store, log_start).unwrap_or(0);
-            sm.install(log_start, term).map_err(|e| Error::Corruption {
-                path: cfg.data_dir.clone(),
-                offset: 0,
-                reason: format!(
-                    "the state machine (applied index {}) is behind the start of the raft log ({log_start}) and \
-                     the snapshot that covers the gap is missing ({e}); remove the data directory and rejoin the \
-                     node",
-                    sm.applied()
-                ),
-            })?;
-        }
-        let applied = sm.applied();
-        if store.hard_state().commit < applied && store.is_initialized() {
-            let mut hs = store.hard_state().clone();
-            hs.commit = applied.min(store.last());
-            let pos = store.set_hard_state(hs)?;
-            store.sync(pos)?;
-        }
+        let applier: Arc<dyn Apply> = Arc::new(sm.clone());
+        recover(&cfg, &mut store, &*applier)?;
         store.set_snapshot_source(Arc::new(CheckpointSource(sm.clone())));
-        let members = if store.is_initialized() { store.members().clone() } else { cfg.join_peers.clone() };
         let (tx, rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
-            id: cfg.id,
-            cluster_id: cfg.cluster_id,
-            sm: sm.clone(),
-            status: Mutex::new(NodeStatus::default()),
-            members: RwLock::new(members),
-            leader: AtomicU64::new(0),
-            stopped: AtomicBool::new(false),
-            snapshots_sent: AtomicU64::new(0),
-            raft_addr: cfg.raft_addr.clone(),
-            client_addr: cfg.client_addr.clone(),
-        });
-        let handle = NodeHandle { tx, shared: shared.clone() };
+        let shared = Shared::new(&cfg, &store);
+        let handle = NodeHandle { tx, shared: shared.clone(), sm };
         let transport = make_transport(handle.clone());
-        let raft_cfg = raft::Config {
-            id: cfg.id,
-            election_tick: cfg.election_ticks,
-            heartbeat_tick: cfg.heartbeat_ticks,
-            applied: applied.max(log_start).min(store.hard_state().commit.max(log_start)),
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
-            check_quorum: true,
-            pre_vote: true,
-            max_uncommitted_size: 256 << 20,
-            ..raft::Config::default()
-        };
-        raft_cfg.validate()?;
-        let logger = slog::Logger::root(tracing_slog::TracingSlogDrain, slog::o!("raft_id" => cfg.id));
-        let single_voter = store.conf_state().0.voters == [cfg.id] && store.conf_state().0.learners.is_empty();
-        let mut raw = RawNode::new(&raft_cfg, store, &logger)?;
-        if single_voter {
-            raw.campaign()?;
-        }
-        let mut driver = Driver {
-            raw,
-            rx,
-            shared,
-            transport,
-            pending: BTreeMap::new(),
-            reads: HashMap::new(),
-            read_waiters: Vec::new(),
-            next_ctx: 1,
-            cfg,
-            last_leader: INVALID_ID,
-            last_compaction_check: Instant::now(),
-            removed: false,
-        };
-        // The status is published before anyone can ask for it, not after
-        // the first tick.
-        driver.after_step();
+        let driver = Driver::new(cfg, store, applier, shared, transport, rx)?;
         let thread = std::thread::Builder::new()
             .name("bedrock-raft".into())
             .spawn(move || driver.run())
@@ -389,14 +320,14 @@ impl NodeHandle {
 
     /// The state machine (reads go to `state_machine().db()`).
     pub fn state_machine(&self) -> &Arc<StateMachine> {
-        &self.shared.sm
+        &self.sm
     }
 
     /// This node's status.
     pub fn status(&self) -> NodeStatus {
         let mut s = self.shared.status.lock().clone();
         s.snapshots_sent = self.shared.snapshots_sent.load(Ordering::Relaxed);
-        s.snapshots_installed = self.shared.sm.snapshots_installed();
+        s.snapshots_installed = self.sm.snapshots_installed();
         s
     }
 
@@ -486,6 +417,92 @@ impl NodeHandle {
     }
 }
 
+/// Brings a freshly opened log and state machine into agreement before the
+/// driver starts: bootstraps a new cluster's first member, finishes a
+/// snapshot install that a crash interrupted, and raises a commit index
+/// that lags the applied index.
+pub(crate) fn recover(cfg: &NodeConfig, store: &mut LogStore, sm: &dyn Apply) -> Result<()> {
+    if !store.is_initialized() {
+        if let Some(initial) = &cfg.initial_cluster {
+            if !initial.0.contains_key(&cfg.id) {
+                return Err(Error::InvalidArgument(format!(
+                    "node {} is not in the initial cluster; start it with --join instead",
+                    cfg.id
+                )));
+            }
+            let cs = ConfState { voters: initial.0.keys().copied().collect(), ..Default::default() };
+            let mut members = initial.clone();
+            if let Some(me) = members.0.get_mut(&cfg.id) {
+                me.client_addr.clone_from(&cfg.client_addr);
+            }
+            sm.bootstrap()?;
+            store.bootstrap(INIT_INDEX, cs, members)?;
+            tracing::info!(id = cfg.id, voters = ?initial.0.keys().collect::<Vec<_>>(), "bootstrapped a new cluster");
+        } else {
+            tracing::info!(id = cfg.id, "empty node: waiting for the leader to send a snapshot");
+        }
+    }
+    let log_start = store.first() - 1;
+    if store.is_initialized() && sm.applied() < log_start {
+        let term = raft::Storage::term(store, log_start).unwrap_or(0);
+        sm.install(log_start, term).map_err(|e| Error::Corruption {
+            path: cfg.data_dir.clone(),
+            offset: 0,
+            reason: format!(
+                "the state machine (applied index {}) is behind the start of the raft log ({log_start}) and \
+                 the snapshot that covers the gap is missing ({e}); remove the data directory and rejoin the \
+                 node",
+                sm.applied()
+            ),
+        })?;
+    }
+    let applied = sm.applied();
+    if store.hard_state().commit < applied && store.is_initialized() {
+        let mut hs = store.hard_state().clone();
+        hs.commit = applied.min(store.last());
+        let pos = store.set_hard_state(hs)?;
+        store.sync(pos)?;
+    }
+    Ok(())
+}
+
+/// What the driver applies committed entries to: the node's
+/// [`StateMachine`], or a model of it in the deterministic simulation.
+/// The methods mean what the `StateMachine` methods of the same names do.
+pub(crate) trait Apply: Send + Sync {
+    fn applied(&self) -> u64;
+    fn durable_applied(&self) -> u64;
+    fn bootstrap(&self) -> Result<()>;
+    fn apply(&self, index: u64, commands: &[Command]) -> Result<Vec<CommandResult>>;
+    fn apply_empty(&self, index: u64) -> Result<()>;
+    fn install(&self, index: u64, term: u64) -> Result<()>;
+    fn flush_in_background(&self);
+}
+
+impl Apply for Arc<StateMachine> {
+    fn applied(&self) -> u64 {
+        StateMachine::applied(self)
+    }
+    fn durable_applied(&self) -> u64 {
+        StateMachine::durable_applied(self)
+    }
+    fn bootstrap(&self) -> Result<()> {
+        StateMachine::bootstrap(self)
+    }
+    fn apply(&self, index: u64, commands: &[Command]) -> Result<Vec<CommandResult>> {
+        StateMachine::apply(self, index, commands)
+    }
+    fn apply_empty(&self, index: u64) -> Result<()> {
+        StateMachine::apply_empty(self, index)
+    }
+    fn install(&self, index: u64, term: u64) -> Result<()> {
+        StateMachine::install(self, index, term)
+    }
+    fn flush_in_background(&self) {
+        StateMachine::flush_in_background(self)
+    }
+}
+
 /// How an entry was applied.
 enum Applied {
     Commands(Vec<CommandResult>),
@@ -498,22 +515,98 @@ enum Pending {
     Change { term: u64, reply: Reply<()> },
 }
 
-struct Driver {
-    raw: RawNode<LogStore>,
+impl Pending {
+    /// Answers every waiter with the error `error` makes.
+    fn fail(self, error: impl Fn() -> Error) {
+        match self {
+            Pending::Commands { waiters, .. } => {
+                for (reply, _, _) in waiters {
+                    let _ = reply.send(Err(error()));
+                }
+            }
+            Pending::Change { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
+}
+
+pub(crate) struct Driver {
+    pub(crate) raw: RawNode<LogStore>,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
+    sm: Arc<dyn Apply>,
     transport: Arc<dyn Transport>,
     pending: BTreeMap<u64, Pending>,
-    reads: HashMap<u64, (Reply<u64>, Instant)>,
+    /// ReadIndex requests sent to raft, by context, with the tick count at
+    /// which they time out.
+    reads: HashMap<u64, (Reply<u64>, u64)>,
     read_waiters: Vec<(u64, Reply<u64>)>,
     next_ctx: u64,
     cfg: NodeConfig,
     last_leader: u64,
-    last_compaction_check: Instant,
+    /// Ticks since start: the driver's clock for timeouts.
+    ticks: u64,
+    next_compaction_check: u64,
     removed: bool,
+    #[cfg(test)]
+    pub(crate) broken_ack_before_fsync: bool,
 }
 
 impl Driver {
+    /// Creates the `RawNode` on the recovered `store` (see [`recover`]).
+    pub(crate) fn new(
+        cfg: NodeConfig,
+        store: LogStore,
+        sm: Arc<dyn Apply>,
+        shared: Arc<Shared>,
+        transport: Arc<dyn Transport>,
+        rx: Receiver<Msg>,
+    ) -> Result<Driver> {
+        let log_start = store.first() - 1;
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: sm.applied().max(log_start).min(store.hard_state().commit.max(log_start)),
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            max_uncommitted_size: 256 << 20,
+            ..raft::Config::default()
+        };
+        raft_cfg.validate()?;
+        let logger = slog::Logger::root(tracing_slog::TracingSlogDrain, slog::o!("raft_id" => cfg.id));
+        let single_voter = store.conf_state().0.voters == [cfg.id] && store.conf_state().0.learners.is_empty();
+        let mut raw = RawNode::new(&raft_cfg, store, &logger)?;
+        if single_voter {
+            raw.campaign()?;
+        }
+        let mut driver = Driver {
+            raw,
+            rx,
+            shared,
+            sm,
+            transport,
+            pending: BTreeMap::new(),
+            reads: HashMap::new(),
+            read_waiters: Vec::new(),
+            next_ctx: 1,
+            cfg,
+            last_leader: INVALID_ID,
+            ticks: 0,
+            next_compaction_check: 0,
+            removed: false,
+            #[cfg(test)]
+            broken_ack_before_fsync: false,
+        };
+        // The status is published before anyone can ask for it, not after
+        // the first tick.
+        driver.after_step();
+        Ok(driver)
+    }
+
     fn run(mut self) {
         let mut next_tick = Instant::now() + self.cfg.tick;
         let mut inbox = Vec::new();
@@ -530,66 +623,74 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            let mut stop = false;
-            let mut proposals = Vec::new();
-            for m in inbox.drain(..) {
-                match m {
-                    Msg::Propose { commands, reply } => proposals.push((commands, reply)),
-                    Msg::Raft(m) => {
-                        if let Err(e) = self.raw.step(*m) {
-                            tracing::debug!(error = %e, "raft message ignored");
-                        }
-                    }
-                    Msg::ReadIndex { reply } => self.read_index(reply),
-                    Msg::Change { change, reply } => self.change(change, reply),
-                    Msg::Transfer { to, reply } => {
-                        let r = if self.raw.raft.state == StateRole::Leader {
-                            self.raw.transfer_leader(to);
-                            Ok(())
-                        } else {
-                            Err(Error::NotLeader { leader: self.leader() })
-                        };
-                        let _ = reply.send(r);
-                    }
-                    Msg::SnapshotStatus { to, ok } => {
-                        self.raw.report_snapshot(to, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure })
-                    }
-                    Msg::Unreachable(to) => self.raw.report_unreachable(to),
-                    Msg::Stop => stop = true,
-                }
-            }
-            self.propose_all(proposals);
-            if Instant::now() >= next_tick {
-                self.raw.tick();
+            let tick = Instant::now() >= next_tick;
+            if tick {
                 next_tick += self.cfg.tick;
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + self.cfg.tick;
                 }
-                self.expire_reads();
             }
-            if let Err(e) = self.handle_ready() {
-                tracing::error!(error = %e, "raft node failed; stopping it");
-                break;
-            }
-            self.after_step();
-            if stop {
-                break;
+            match self.process(inbox.drain(..), tick) {
+                Ok(false) => {}
+                Ok(true) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "raft node failed; stopping it");
+                    break;
+                }
             }
         }
         self.shared.stopped.store(true, Ordering::Release);
         for (_, p) in std::mem::take(&mut self.pending) {
-            match p {
-                Pending::Commands { waiters, .. } => {
-                    for (reply, _, _) in waiters {
-                        let _ = reply.send(Err(Error::OutcomeUnknown("the raft node stopped".into())));
-                    }
-                }
-                Pending::Change { reply, .. } => {
-                    let _ = reply.send(Err(Error::OutcomeUnknown("the raft node stopped".into())));
-                }
-            }
+            p.fail(|| Error::OutcomeUnknown("the raft node stopped".into()));
         }
         tracing::info!(id = self.cfg.id, "raft node stopped");
+    }
+
+    /// One turn of the driver: steps `inbox`, proposes, ticks once if
+    /// `tick`, handles the `Ready`. Returns true when asked to stop.
+    /// Deterministic given the same inputs, storage and raft randomness,
+    /// which is what the simulation relies on.
+    ///
+    /// # Errors
+    /// Storage errors: the node must stop.
+    pub(crate) fn process(&mut self, inbox: impl IntoIterator<Item = Msg>, tick: bool) -> Result<bool> {
+        let mut stop = false;
+        let mut proposals = Vec::new();
+        for m in inbox {
+            match m {
+                Msg::Propose { commands, reply } => proposals.push((commands, reply)),
+                Msg::Raft(m) => {
+                    if let Err(e) = self.raw.step(*m) {
+                        tracing::debug!(error = %e, "raft message ignored");
+                    }
+                }
+                Msg::ReadIndex { reply } => self.read_index(reply),
+                Msg::Change { change, reply } => self.change(change, reply),
+                Msg::Transfer { to, reply } => {
+                    let r = if self.raw.raft.state == StateRole::Leader {
+                        self.raw.transfer_leader(to);
+                        Ok(())
+                    } else {
+                        Err(Error::NotLeader { leader: self.leader() })
+                    };
+                    let _ = reply.send(r);
+                }
+                Msg::SnapshotStatus { to, ok } => {
+                    self.raw.report_snapshot(to, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure })
+                }
+                Msg::Unreachable(to) => self.raw.report_unreachable(to),
+                Msg::Stop => stop = true,
+            }
+        }
+        self.propose_all(proposals);
+        if tick {
+            self.raw.tick();
+            self.ticks += 1;
+            self.expire_reads();
+        }
+        self.handle_ready()?;
+        self.after_step();
+        Ok(stop)
     }
 
     fn leader(&self) -> Option<u64> {
@@ -648,11 +749,12 @@ impl Driver {
         let ctx = self.next_ctx;
         self.next_ctx += 1;
         self.raw.read_index(ctx.to_le_bytes().to_vec());
-        self.reads.insert(ctx, (reply, Instant::now() + self.cfg.read_timeout));
+        let timeout_ticks = (self.cfg.read_timeout.as_nanos() / self.cfg.tick.as_nanos().max(1)).max(1) as u64;
+        self.reads.insert(ctx, (reply, self.ticks + timeout_ticks));
     }
 
     fn expire_reads(&mut self) {
-        let now = Instant::now();
+        let now = self.ticks;
         let expired: Vec<u64> = self.reads.iter().filter(|(_, (_, d))| *d <= now).map(|(&c, _)| c).collect();
         for ctx in expired {
             if let Some((reply, _)) = self.reads.remove(&ctx) {
@@ -740,7 +842,7 @@ impl Driver {
         if let Some(hs) = rd.hs() {
             sync_to = Some(self.raw.mut_store().set_hard_state(hs.clone())?);
         }
-        if let Some(pos) = sync_to {
+        if let Some(pos) = sync_to.filter(|_| !self.ack_before_fsync()) {
             self.raw.store().sync(pos)?;
         }
         if !rd.persisted_messages().is_empty() {
@@ -768,6 +870,16 @@ impl Driver {
         Ok(())
     }
 
+    /// A deliberately broken build for the simulation's own test: the log
+    /// is never synced, so votes and entries are acknowledged before they
+    /// are durable.
+    fn ack_before_fsync(&self) -> bool {
+        #[cfg(test)]
+        return self.broken_ack_before_fsync;
+        #[cfg(not(test))]
+        false
+    }
+
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<()> {
         let meta = snap.get_metadata();
         let (index, term) = (meta.index, meta.term);
@@ -780,7 +892,17 @@ impl Driver {
         // The log marker first: a crash before the state machine switch is
         // finished on restart from the received files.
         self.raw.mut_store().apply_snapshot_meta(index, term, cs, members.clone())?;
-        self.shared.sm.install(index, term)?;
+        self.sm.install(index, term)?;
+        // Proposals at or below the snapshot are inside it, applied or
+        // replaced: this node cannot tell which.
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            entry
+                .remove()
+                .fail(|| Error::OutcomeUnknown("the proposal's entry is inside an installed snapshot".into()));
+        }
         *self.shared.members.write() = members;
         Ok(())
     }
@@ -791,14 +913,14 @@ impl Driver {
             match e.get_entry_type() {
                 EntryType::EntryNormal => {
                     let results = if e.data.is_empty() {
-                        self.shared.sm.apply_empty(index)?;
+                        self.sm.apply_empty(index)?;
                         Applied::Empty
                     } else {
                         match command::decode(&e.data) {
-                            Ok(commands) => Applied::Commands(self.shared.sm.apply(index, &commands)?),
+                            Ok(commands) => Applied::Commands(self.sm.apply(index, &commands)?),
                             Err(reason) => {
                                 tracing::error!(index, reason, "undecodable log entry applied as empty");
-                                self.shared.sm.apply_empty(index)?;
+                                self.sm.apply_empty(index)?;
                                 Applied::Empty
                             }
                         }
@@ -807,7 +929,7 @@ impl Driver {
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     self.apply_conf_change(&e)?;
-                    self.shared.sm.apply_empty(index)?;
+                    self.sm.apply_empty(index)?;
                     self.resolve(index, e.term, Applied::ConfChange);
                 }
             }
@@ -854,13 +976,18 @@ impl Driver {
     /// Answers the proposals waiting on entries up to `index`, which was
     /// just applied as `applied` in `term`.
     fn resolve(&mut self, index: u64, term: u64, mut applied: Applied) {
-        // Anything pending below `index` was never going to be applied.
         while let Some((&i, _)) = self.pending.first_key_value() {
             if i > index {
                 break;
             }
             let Some(p) = self.pending.remove(&i) else { break };
-            let replaced = i < index || p_term(&p) != term;
+            if i < index {
+                // Entries are applied in order, so entry `i` was skipped:
+                // it came inside a snapshot, applied or not.
+                p.fail(|| Error::OutcomeUnknown("the proposal's entry is inside an installed snapshot".into()));
+                continue;
+            }
+            let replaced = p_term(&p) != term;
             match p {
                 Pending::Commands { waiters, .. } => {
                     for (reply, start, len) in waiters {
@@ -888,7 +1015,7 @@ impl Driver {
     }
 
     fn resolve_reads(&mut self) {
-        let applied = self.shared.sm.applied();
+        let applied = self.sm.applied();
         let mut i = 0;
         while i < self.read_waiters.len() {
             if self.read_waiters[i].0 <= applied {
@@ -912,8 +1039,10 @@ impl Driver {
                 let _ = reply.send(Err(Error::Unavailable("leader changed".into())));
             }
         }
-        if self.last_compaction_check.elapsed() >= Duration::from_secs(1) {
-            self.last_compaction_check = Instant::now();
+        // About once a second.
+        if self.ticks >= self.next_compaction_check {
+            let per_second = (1_000_000_000 / self.cfg.tick.as_nanos().max(1)).max(1) as u64;
+            self.next_compaction_check = self.ticks + per_second;
             self.maybe_compact();
         }
         let conf = self.raw.raft.prs().conf();
@@ -933,7 +1062,7 @@ impl Driver {
         s.term = self.raw.raft.term;
         s.leader = leader;
         s.commit_index = self.raw.raft.raft_log.committed;
-        s.applied_index = self.shared.sm.applied();
+        s.applied_index = self.sm.applied();
         s.first_index = store.first();
         s.last_index = store.last();
         s.voters = voters;
@@ -944,15 +1073,15 @@ impl Driver {
     }
 
     fn maybe_compact(&mut self) {
-        let applied = self.shared.sm.applied();
+        let applied = self.sm.applied();
         let first = self.raw.store().first();
         if applied.saturating_sub(first) <= self.cfg.compact_entries {
             return;
         }
-        let durable = self.shared.sm.durable_applied();
+        let durable = self.sm.durable_applied();
         let keep_from = applied.saturating_sub(self.cfg.catch_up_entries);
         if durable < keep_from {
-            self.shared.sm.flush_in_background();
+            self.sm.flush_in_background();
         }
         let to = durable.min(keep_from);
         if to >= first {

@@ -62,6 +62,11 @@ struct LogState {
     snap_index: u64,
     snap_term: u64,
     entries: VecDeque<Entry>,
+    /// During replay: entries up to this index are missing, because
+    /// compaction deleted the segment that held them. A snapshot marker at
+    /// or past it must follow later in the log (the one that compaction
+    /// wrote); if none does, the log is damaged.
+    gap: Option<u64>,
 }
 
 /// The Raft log storage of one node. Owned by the `RawNode`; the driver
@@ -103,6 +108,16 @@ impl LogStore {
                 reason: format!("raft log record ending here: {reason}"),
             })
         })?;
+        if let Some(missing) = state.gap {
+            return Err(Error::Corruption {
+                path: dir.to_path_buf(),
+                offset: 0,
+                reason: format!(
+                    "raft log entries up to index {missing} are missing and no snapshot marker covers them \
+                     (a deleted or lost WAL segment)"
+                ),
+            });
+        }
         let wal = Wal::open(fs, dir, opts)?;
         Ok(LogStore { wal, dir: dir.to_path_buf(), state, segment_max, source: None })
     }
@@ -410,6 +425,17 @@ fn append_entries(state: &mut LogState, entries: Vec<Entry>) {
         state.entries.extend(entries.into_iter().skip(skip));
         return;
     }
+    let last = state.entries.back().map_or(state.snap_index, |e| e.index);
+    if first_new > last + 1 {
+        // Only in replay: compaction deleted the segment holding the
+        // entries before these, and the marker it wrote comes later.
+        state.entries.clear();
+        state.snap_index = first_new - 1;
+        state.snap_term = 0;
+        state.gap = Some(first_new - 1);
+        state.entries.extend(entries);
+        return;
+    }
     state.entries.truncate((first_new - first) as usize);
     state.entries.extend(entries);
 }
@@ -423,6 +449,9 @@ fn apply_marker(state: &mut LogState, index: u64, term: u64) {
         }
         state.snap_index = index;
         state.snap_term = term;
+        if state.gap.is_some_and(|missing| index >= missing) {
+            state.gap = None;
+        }
     }
 }
 
@@ -545,5 +574,51 @@ mod tests {
         assert_eq!((s.first(), s.last()), (391, 400));
         assert_eq!(s.term(390).unwrap(), 6);
         assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1]);
+    }
+
+    /// Found by the deterministic simulation: compaction deleted a segment
+    /// whose entries an older marker (in the next segment) was followed
+    /// by, so replay met entries after a hole before reaching the newer
+    /// marker that covers it.
+    #[test]
+    fn replay_survives_a_deleted_segment_behind_an_older_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let append = |s: &mut LogStore, range: std::ops::RangeInclusive<u64>| {
+            for i in range {
+                let pos = s.append(&[entry(i, 6)]).unwrap().unwrap();
+                s.sync(pos).unwrap();
+            }
+        };
+        {
+            let mut s = open(dir.path());
+            let mut cs = ConfState::default();
+            cs.voters = vec![1];
+            s.bootstrap(5, cs, Members::default()).unwrap();
+            append(&mut s, 6..=52);
+            s.compact(44).unwrap(); // New segment: marker 44, needs 45..52 from before it.
+            append(&mut s, 53..=71);
+            s.compact(49).unwrap();
+            append(&mut s, 72..=76);
+            s.compact(68).unwrap(); // Deletes the segment with 45..52.
+            assert_eq!((s.first(), s.last()), (69, 76));
+        }
+        let s = open(dir.path());
+        assert_eq!((s.first(), s.last()), (69, 76));
+        let got: Vec<u64> =
+            s.entries(69, 77, None, GetEntriesContext::empty(false)).unwrap().iter().map(|e| e.index).collect();
+        assert_eq!(got, (69..=76).collect::<Vec<_>>());
+        assert_eq!(s.term(68).unwrap(), 6);
+    }
+
+    #[test]
+    fn a_hole_no_marker_covers_is_corruption() {
+        let mut state = LogState::default();
+        append_entries(&mut state, vec![entry(1, 1), entry(2, 1)]);
+        append_entries(&mut state, vec![entry(5, 1)]);
+        assert_eq!(state.gap, Some(4));
+        apply_marker(&mut state, 3, 1);
+        assert_eq!(state.gap, Some(4), "a marker before the hole does not cover it");
+        apply_marker(&mut state, 4, 1);
+        assert_eq!((state.gap, state.entries.front().map(|e| e.index)), (None, Some(5)));
     }
 }
