@@ -78,6 +78,54 @@ fn acknowledged_batches_survive_power_cuts() {
     assert!(db.stats().flushes >= 2, "the workload must cross memtable flushes");
 }
 
+/// Seeded random power cuts: each case runs a random workload (batch
+/// count, memtable size, so flushes and compactions run in the
+/// background at random moments) and cuts the power at a random point:
+/// either a crash image taken while the engine runs, or the disk dying
+/// after a random number of further file-system operations (writes then
+/// fail, as at a power loss). `BEDROCK_POWER_CUT_CASES=N` (default
+/// 2,000); a failing case names its seed.
+#[test]
+fn random_power_cuts_lose_nothing_acknowledged() {
+    use rand::{Rng, SeedableRng};
+    let cases: u64 = std::env::var("BEDROCK_POWER_CUT_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let (mut flushes, mut cut_mid_operation) = (0, 0);
+    for seed in 0..cases {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let fs = FaultFs::new();
+        let options = Options {
+            memtable_size_bytes: [4 << 10, 16 << 10, 64 << 10][rng.gen_range(0..3)],
+            l0_compaction_trigger: rng.gen_range(2..5),
+            ..opts(&fs)
+        };
+        let db = Db::open(options).unwrap_or_else(|e| panic!("seed {seed}: open: {e}"));
+        let batches = rng.gen_range(1..250u32);
+        let die_after = rng.gen_bool(0.5).then(|| rng.gen_range(0..200));
+        let mut acked = 0;
+        let mut image = None;
+        for id in 0..batches {
+            if let Some(ops) = die_after.filter(|_| id == batches / 2) {
+                fs.set_mutation_limit(Some(fs.mutation_count() + ops));
+            }
+            if db.write(batch(id)).is_err() {
+                cut_mid_operation += 1;
+                break;
+            }
+            acked = id + 1;
+            if die_after.is_none() && id + 1 == batches {
+                image = Some(fs.crash(seed));
+            }
+        }
+        flushes += db.stats().flushes;
+        let image = image.unwrap_or_else(|| fs.crash(seed));
+        drop(db);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_image(&image, acked, batches)));
+        assert!(result.is_ok(), "seed {seed} failed (BEDROCK_POWER_CUT_CASES={} to rerun up to it)", seed + 1);
+    }
+    eprintln!("{cases} power cuts; {cut_mid_operation} cut a write mid-operation; {flushes} flushes before the cuts");
+    assert!(cases < 100 || (flushes > cases && cut_mid_operation > 0), "the cuts must hit flushes and writes");
+}
+
 #[test]
 fn crash_during_recovery_loses_nothing() {
     let fs = FaultFs::new();
