@@ -1,8 +1,9 @@
 //! Model-based property test: random sequences of put, delete, write
-//! batch, snapshot, get, scan, flush and reopen run against the engine and
-//! against a `BTreeMap` model (with snapshots modelled as copies of the
-//! map). Any divergence fails, and proptest shrinks it to a minimal
-//! sequence. 1,000 cases run by default (about 20 s in a debug build).
+//! batch, snapshot, get, scan, cursor walks, flush, compaction, reopen and
+//! power cut run against the engine and against a `BTreeMap` model (with
+//! snapshots modelled as copies of the map). Any divergence fails, and
+//! proptest shrinks it to a minimal sequence. 2,000 cases run by default
+//! (about 40 s in a debug build); `BEDROCK_MODEL_CASES=N` for more.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,10 @@ enum Op {
     /// range between two keys, at the latest state or a snapshot.
     Walk(u8, u8, u8, u8, Vec<bool>, Option<usize>),
     Flush,
+    /// Flush, then wait for the background compaction that the L0 file
+    /// count triggers (so tombstones and overwritten versions are dropped
+    /// while snapshots may still need them).
+    Compact,
     Reopen,
     PowerCut(u64),
 }
@@ -52,6 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..4u8, any::<u8>(), any::<u8>(), any::<u8>(), prop::collection::vec(any::<bool>(), 0..12), prop::option::of(any::<usize>()))
             .prop_map(|(how, at, a, b, steps, snap)| Op::Walk(how, at, a, b, steps, snap)),
         1 => Just(Op::Flush),
+        1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => any::<u64>().prop_map(Op::PowerCut),
     ]
@@ -200,6 +206,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Flush => d.flush().unwrap(),
+            Op::Compact => {
+                d.flush().unwrap();
+                let trigger = options(&fs).l0_compaction_trigger;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while d.stats().levels.first().is_some_and(|l| l.files >= trigger) {
+                    prop_assert!(std::time::Instant::now() < deadline, "the L0 compaction never ran");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             Op::Reopen => {
                 snapshots.clear();
                 drop(db.take()); // releases the directory lock
@@ -225,7 +240,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("BEDROCK_MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2000),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn engine_matches_btreemap_model(ops in prop::collection::vec(op(), 1..200)) {
