@@ -541,7 +541,9 @@ pub(crate) struct Driver {
     /// ReadIndex requests sent to raft, by context, with the tick count at
     /// which they time out.
     reads: HashMap<u64, (Reply<u64>, u64)>,
-    read_waiters: Vec<(u64, Reply<u64>)>,
+    /// Reads with their read index, waiting for the state machine to
+    /// apply up to it, with the tick count at which they time out.
+    read_waiters: Vec<(u64, Reply<u64>, u64)>,
     next_ctx: u64,
     cfg: NodeConfig,
     last_leader: u64,
@@ -761,6 +763,20 @@ impl Driver {
                 let _ = reply.send(Err(Error::Unavailable("read index timed out".into())));
             }
         }
+        // A node cut off after it got its read index may never apply up
+        // to it: those reads time out too.
+        let mut i = 0;
+        while i < self.read_waiters.len() {
+            if self.read_waiters[i].2 <= now {
+                let (index, reply, _) = self.read_waiters.swap_remove(i);
+                let applied = self.sm.applied();
+                let _ = reply.send(Err(Error::Unavailable(format!(
+                    "read index timed out waiting to apply up to {index} (applied {applied})"
+                ))));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn change(&mut self, change: MemberChange, reply: Reply<()>) {
@@ -850,8 +866,8 @@ impl Driver {
         }
         for rs in rd.take_read_states() {
             let ctx = Reader { data: &rs.request_ctx }.u64().unwrap_or(0);
-            if let Some((reply, _)) = self.reads.remove(&ctx) {
-                self.read_waiters.push((rs.index, reply));
+            if let Some((reply, deadline)) = self.reads.remove(&ctx) {
+                self.read_waiters.push((rs.index, reply, deadline));
             }
         }
         let mut light = self.raw.advance(rd);
@@ -1019,7 +1035,7 @@ impl Driver {
         let mut i = 0;
         while i < self.read_waiters.len() {
             if self.read_waiters[i].0 <= applied {
-                let (index, reply) = self.read_waiters.swap_remove(i);
+                let (index, reply, _) = self.read_waiters.swap_remove(i);
                 let _ = reply.send(Ok(index));
             } else {
                 i += 1;
