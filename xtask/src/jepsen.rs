@@ -7,8 +7,13 @@
 //! HTTP API while a nemesis, every 2–5 s, injects one fault of a nemesis
 //! drawn at random: SIGKILL and restart of a random node or the leader
 //! (`kill`, 1–4 s), SIGSTOP / SIGCONT (`pause`, 1–4 s), or a network fault
-//! between the nodes (`partition`, 4–9 s, longer than the server's 5 s
-//! request timeout). Every fault is healed before the final reads.
+//! between the nodes (`partition`, 6–10 s, longer than the server's 5 s
+//! request timeout). Every fault is healed before the final reads. Each
+//! operation is recorded with its call and return times and one of three
+//! outcomes: `ok`, `fail` (certainly not applied: HTTP 4xx/503, or the
+//! connection was refused so nothing was sent) or `info` (indeterminate:
+//! HTTP 504, or the connection broke after the request went out). Nobody
+//! retries an `info` operation.
 //!
 //! Host modes (printed at the start and in the summary):
 //! - `netns`, with `--nemesis partition` when running as root with `ip`
@@ -31,13 +36,10 @@
 //! between two nodes is dropped with a probability of 10–40 %
 //! (`-m statistic --mode random`; this kernel has no `netem`, so no delay
 //! or reordering). Each partition window records the nodes it cuts off
-//! from a majority, and no operation sent to such a node that starts and
-//! ends inside the window may succeed (it could neither commit nor
-//! confirm a ReadIndex read); the summary counts those operations. Each operation is recorded with its
-//! call and return times and one of three outcomes: `ok`, `fail` (certainly
-//! not applied: HTTP 4xx/503, or the connection was refused so nothing was
-//! sent) or `info` (indeterminate: HTTP 504, or the connection broke after
-//! the request went out). Nobody retries an `info` operation.
+//! from a majority; no operation sent to such a node after the cut may be
+//! acknowledged before the heal (it could neither commit nor confirm a
+//! ReadIndex read). The summary counts those operations and what the
+//! majority acknowledged meanwhile.
 //!
 //! Workloads and checkers:
 //! - `register`: gets and puts of unique values on 5 keys; the history is
@@ -451,7 +453,11 @@ pub fn run(args: &[String]) -> Result<()> {
         None => println!(
             "jepsen: host mode loopback: all nodes on 127.0.0.1, process-level nemeses only (kill, pause); \
              partitions are not available{}",
-            if o.partition { " (they need root, `ip` and `iptables`), nemesis `partition` skipped" } else { "" }
+            if o.partition {
+                ", nemesis `partition` skipped"
+            } else {
+                " (they need `--nemesis partition`, root, `ip` and `iptables`)"
+            }
         ),
     }
     let cluster = Arc::new(Cluster::start(bin, o.nodes, &data, net)?);
@@ -543,7 +549,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Injects faults until the time is up: every 2–5 s one fault of a
 /// nemesis drawn at random: a node (the leader half of the time) killed
-/// or paused for 1–4 s, or, with namespaces, a network fault for 4–9 s
+/// or paused for 1–4 s, or, with namespaces, a network fault for 6–10 s
 /// (the shapes of [`NetFault::random`] in turn: isolate the leader,
 /// majority/minority split, bridge, packet loss); then it is healed.
 fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<Fault>> {
@@ -566,9 +572,9 @@ fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<
         if let (Some(net), "partition") = (&cluster.net, kind) {
             let fault = NetFault::random(shape, &ids, leader, &mut |n| rng.below(n));
             shape += 1;
-            // Longer than the server's 5 s request timeout, so that some
-            // operations sent to a cut-off node also end inside the window.
-            let hold = Duration::from_millis(4_000 + rng.below(5_000));
+            // Longer than the server's 5 s request timeout, so that
+            // requests to a cut-off node can fail inside the window.
+            let hold = Duration::from_millis(6_000 + rng.below(4_000));
             if Instant::now() + hold + Duration::from_secs(1) > deadline {
                 break;
             }
@@ -613,39 +619,44 @@ fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<
 }
 
 /// Operations sent to a node while a network fault cut it off from a
-/// majority (started after the rules were in, ended before they were
-/// removed): a node that cannot reach a quorum can neither commit a write
-/// nor confirm a linearizable read, so none may be acknowledged.
-/// `Ok(None)` when no fault cut a node off.
+/// majority (started after the rules were in): none may be acknowledged
+/// before the rules are removed, since a node that cannot reach a quorum
+/// can neither commit a write nor confirm a linearizable read. The
+/// summary also counts what the majority acknowledged meanwhile, so a
+/// partition that cut nothing would show. `Ok(None)` when no fault cut a
+/// node off.
 fn check_cut_off(history: &[Record], faults: &[Fault]) -> Result<Option<String>, String> {
     let windows: Vec<&Fault> = faults.iter().filter(|f| !f.cut_off.is_empty()).collect();
     if windows.is_empty() {
         return Ok(None);
     }
-    let inside: Vec<&Record> = history
-        .iter()
-        .filter(|r| {
-            windows.iter().any(|f| f.cut_off.contains(&r.node) && r.start_us >= f.start_us && r.end_us <= f.end_us)
-        })
-        .collect();
-    let count = |x: Outcome| inside.iter().filter(|r| r.outcome == x).count();
-    if let Some(r) = inside.iter().find(|r| r.outcome == Outcome::Ok) {
-        return Err(format!(
-            "{} operations acknowledged by a node cut off from the majority, e.g. {} through node {} at {}–{} µs",
-            count(Outcome::Ok),
-            r.f,
-            r.node,
-            r.start_us,
-            r.end_us
-        ));
+    let (mut sent, mut after, mut fail, mut info, mut majority) = (0, 0, 0, 0, 0);
+    for f in &windows {
+        for r in history.iter().filter(|r| (f.start_us..=f.end_us).contains(&r.start_us)) {
+            if !f.cut_off.contains(&r.node) {
+                majority += usize::from(r.outcome == Outcome::Ok && r.end_us <= f.end_us);
+                continue;
+            }
+            sent += 1;
+            match r.outcome {
+                _ if r.end_us > f.end_us => after += 1,
+                Outcome::Ok => {
+                    return Err(format!(
+                        "{} {} through node {} acknowledged at {} µs while `{}` cut it off from the majority \
+                         ({}–{} µs)",
+                        r.f, r.key, r.node, r.end_us, f.detail, f.start_us, f.end_us
+                    ))
+                }
+                Outcome::Fail => fail += 1,
+                Outcome::Info => info += 1,
+            }
+        }
     }
     Ok(Some(format!(
-        "{} partitions cut nodes off from the majority; {} operations sent to a cut-off node inside its window: \
-         0 ok, {} fail, {} indeterminate",
-        windows.len(),
-        inside.len(),
-        count(Outcome::Fail),
-        count(Outcome::Info)
+        "{} partitions cut nodes off from the majority: {sent} operations sent to cut-off nodes, none acknowledged \
+         before the heal ({fail} failed and {info} indeterminate before it, {after} answered after it); {majority} \
+         acknowledged through the majority meanwhile",
+        windows.len()
     )))
 }
 
@@ -1096,4 +1107,40 @@ fn check_list_append(cluster: &Cluster, history: &[Record]) -> Result<String, St
         ));
     }
     Ok(format!("{report:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(node: u64, outcome: Outcome, start_us: u64, end_us: u64) -> Record {
+        Record { node, outcome, end_us, ..record("put", 0, Some(1), start_us) }
+    }
+
+    fn split() -> Fault {
+        let cut_off = vec![1, 2];
+        Fault { kind: "partition-split", node: 0, detail: "split".into(), cut_off, start_us: 100, end_us: 200 }
+    }
+
+    #[test]
+    fn a_cut_off_node_acknowledging_inside_the_window_is_caught() {
+        let history = [op(3, Outcome::Ok, 110, 120), op(1, Outcome::Ok, 150, 190)];
+        let err = check_cut_off(&history, &[split()]).unwrap_err();
+        assert!(err.contains("through node 1"), "{err}");
+    }
+
+    #[test]
+    fn answers_after_the_heal_or_from_the_majority_are_fine() {
+        let history = [
+            op(1, Outcome::Ok, 90, 150),  // sent before the cut
+            op(2, Outcome::Ok, 150, 250), // answered after the heal
+            op(1, Outcome::Fail, 120, 130),
+            op(2, Outcome::Info, 130, 199),
+            op(3, Outcome::Ok, 110, 120),
+        ];
+        let summary = check_cut_off(&history, &[split()]).unwrap().unwrap();
+        assert!(summary.contains("3 operations sent to cut-off nodes"), "{summary}");
+        assert!(summary.contains("(1 failed and 1 indeterminate before it, 1 answered after it); 1 acknowledged"));
+        assert_eq!(check_cut_off(&history, &[]), Ok(None));
+    }
 }

@@ -17,11 +17,17 @@
 //! `iptables-restore` per namespace, which replaces the namespace's whole
 //! filter table at once; healing loads an empty table.
 //!
+//! One rule goes into the root namespace: `FORWARD -i bedrockj0 -o
+//! bedrockj0 -j ACCEPT`, since with `br_netfilter` loaded bridged packets
+//! cross that chain, whose policy may be DROP.
+//!
 //! [`Net::setup`] first removes whatever a crashed earlier run left
-//! (processes in the namespaces, links, the bridge, the namespaces) unless
-//! another run holds the lock file, then builds the layout and checks
-//! that iptables with the `statistic` match works in a namespace. Dropping
-//! the [`Net`] tears everything down again.
+//! (processes in the namespaces, links, the bridge, the namespaces, the
+//! FORWARD rule) unless another run holds the lock file, then builds the
+//! layout and checks that iptables with the `statistic` match works in a
+//! namespace. Dropping the [`Net`] tears everything down again. A run
+//! killed outright (Ctrl-C, SIGKILL) leaves its objects and its servers
+//! (in their own process groups) until the next run removes them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,8 +216,6 @@ fn restore_input(rules: &[Vec<String>]) -> String {
 /// The namespaces, links and bridge of one run; torn down on drop.
 pub struct Net {
     nodes: Vec<u64>,
-    /// Whether the root namespace's FORWARD chain got our ACCEPT rule.
-    forward_rule: bool,
     _lock: std::fs::File,
 }
 
@@ -235,12 +239,12 @@ impl Net {
             bail!("another jepsen run holds the namespaces ({LOCK} is locked)");
         }
         remove_leftovers();
-        let mut net = Net { nodes: nodes.to_vec(), forward_rule: false, _lock: lock };
+        let net = Net { nodes: nodes.to_vec(), _lock: lock };
         net.build().context("set up the network namespaces")?;
         Ok(net)
     }
 
-    fn build(&mut self) -> Result<()> {
+    fn build(&self) -> Result<()> {
         ip(&["link", "add", BRIDGE, "type", "bridge"])?;
         ip(&["addr", "add", &format!("{BRIDGE_ADDR}/24"), "dev", BRIDGE])?;
         ip(&["link", "set", BRIDGE, "up"])?;
@@ -258,8 +262,7 @@ impl Net {
         }
         // With br_netfilter loaded, bridged packets cross the root
         // namespace's FORWARD chain, whose policy may be DROP.
-        run("iptables", &["-w", "-I", "FORWARD", "1", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"])?;
-        self.forward_rule = true;
+        run("iptables", &["-w", "-I", "FORWARD", "1"].iter().chain(&FORWARD_RULE).copied().collect::<Vec<_>>())?;
         // The iptables check: a statistic rule loads in a namespace.
         let &first = self.nodes.first().context("no nodes")?;
         let probe = rules(&NetFault::Loss(0.5), &self.nodes, &node_addr);
@@ -287,12 +290,13 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        if self.forward_rule {
-            let _ = run("iptables", &["-w", "-D", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]);
-        }
         remove_leftovers();
     }
 }
+
+/// The rule letting bridged packets between the nodes through the root
+/// namespace's FORWARD chain.
+const FORWARD_RULE: [&str; 6] = ["-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"];
 
 /// Loads `rules` as node `id`'s whole filter table.
 fn restore(id: u64, rules: &[Vec<String>]) -> Result<()> {
@@ -311,8 +315,8 @@ fn restore(id: u64, rules: &[Vec<String>]) -> Result<()> {
 
 /// Removes every `bedrockj` object: kills the processes left in the
 /// namespaces (waiting up to 5 s for them to go), then deletes the veth
-/// pairs, the bridge and the namespaces. Errors are ignored: what is
-/// missing is already gone.
+/// pairs, the bridge, the namespaces and the FORWARD rules. Errors are
+/// ignored: what is missing is already gone.
 fn remove_leftovers() {
     let names: Vec<String> = output("ip", &["netns", "list"])
         .lines()
@@ -345,6 +349,12 @@ fn remove_leftovers() {
     }
     for ns in &names {
         let _ = ip(&["netns", "del", ns]);
+    }
+    let delete: Vec<&str> = ["-w", "-D", "FORWARD"].iter().chain(&FORWARD_RULE).copied().collect();
+    for _ in 0..100 {
+        if run("iptables", &delete).is_err() {
+            break;
+        }
     }
 }
 
