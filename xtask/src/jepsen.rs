@@ -4,11 +4,11 @@
 //! processes.
 //!
 //! Clients (one OS thread each) send requests to random nodes over the
-//! HTTP API while a nemesis, every 2–5 s, injects one fault of a nemesis
-//! drawn at random: SIGKILL and restart of a random node or the leader
-//! (`kill`, 1–4 s), SIGSTOP / SIGCONT (`pause`, 1–4 s), or a network fault
-//! between the nodes (`partition`, 6–10 s, longer than the server's 5 s
-//! request timeout). Every fault is healed before the final reads. Each
+//! HTTP API while a nemesis, every 2–5 s, injects one fault, the enabled
+//! nemeses in shuffled rounds (each once a round): SIGKILL and restart of
+//! a random node or the leader (`kill`, 1–4 s), SIGSTOP / SIGCONT
+//! (`pause`, 1–4 s), or a network fault between the nodes (`partition`,
+//! 6–10 s, longer than the server's 5 s request timeout). Every fault is healed before the final reads. Each
 //! operation is recorded with its call and return times and one of three
 //! outcomes: `ok`, `fail` (certainly not applied: HTTP 4xx/503, or the
 //! connection was refused so nothing was sent) or `info` (indeterminate:
@@ -547,8 +547,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 }
 
-/// Injects faults until the time is up: every 2–5 s one fault of a
-/// nemesis drawn at random: a node (the leader half of the time) killed
+/// Injects faults until the time is up: every 2–5 s one fault, the
+/// nemeses in shuffled rounds of each once: a node (the leader half of the time) killed
 /// or paused for 1–4 s, or, with namespaces, a network fault for 6–10 s
 /// (the shapes of [`NetFault::random`] in turn: isolate the leader,
 /// majority/minority split, bridge, packet loss); then it is healed.
@@ -565,9 +565,17 @@ fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<
             .filter(|k| k.0)
             .map(|k| k.1)
             .collect();
+    // Rounds of every nemesis once, shuffled: each shows up in a short run.
+    let mut round: Vec<&'static str> = Vec::new();
     while Instant::now() + Duration::from_secs(7) < deadline {
         std::thread::sleep(Duration::from_millis(2_000 + rng.below(3_000)));
-        let Some(&kind) = kinds.get(rng.below(kinds.len() as u64) as usize) else { continue };
+        if round.is_empty() {
+            round.clone_from(&kinds);
+            for i in (1..round.len()).rev() {
+                round.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+        }
+        let Some(kind) = round.pop() else { continue };
         let leader = cluster::leader(&cluster.bin, &cluster.endpoints());
         if let (Some(net), "partition") = (&cluster.net, kind) {
             let fault = NetFault::random(shape, &ids, leader, &mut |n| rng.below(n));
