@@ -244,7 +244,8 @@ impl Drop for TempDir {
     }
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+/// The first `name` on `PATH`.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 

@@ -66,6 +66,9 @@ pub struct NodeSpec {
     pub data: PathBuf,
     /// File receiving the node's stdout and stderr (appended to).
     pub log: PathBuf,
+    /// Network namespace to run the node in (`ip netns exec`, which execs
+    /// the server, so the child's pid is the server's); `None`: this one.
+    pub netns: Option<String>,
 }
 
 impl NodeSpec {
@@ -77,6 +80,7 @@ impl NodeSpec {
             raft: format!("127.0.0.1:{raft_port}"),
             data: dir.join(format!("n{id}")),
             log: dir.join(format!("n{id}.log")),
+            netns: None,
         }
     }
 }
@@ -111,7 +115,14 @@ pub fn spawn(bin: &Path, node: &NodeSpec, start: &Start<'_>, extra: &[&str]) -> 
         .open(&node.log)
         .with_context(|| format!("open {}", node.log.display()))?;
     let log_offset = log.metadata()?.len();
-    let mut cmd = Command::new(bin);
+    let mut cmd = match &node.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.args(["serve", "--id", &node.id.to_string(), "--client-addr", &node.client, "--raft-addr", &node.raft])
         .arg("--data-dir")
         .arg(&node.data);

@@ -1,15 +1,45 @@
-//! `cargo xtask jepsen --nodes 5 --time 60 --nemesis kill,pause --workload
-//! register|bank|set [--clients N] [--seed S] [--out DIR]`: a Jepsen-style
-//! test of a real cluster of `bedrock serve` processes on loopback.
+//! `cargo xtask jepsen --nodes 5 --time 60 --nemesis kill,pause,partition
+//! --workload register|bank|set|list-append [--clients N] [--seed S]
+//! [--out DIR]`: a Jepsen-style test of a real cluster of `bedrock serve`
+//! processes.
 //!
 //! Clients (one OS thread each) send requests to random nodes over the
-//! HTTP API while a nemesis SIGKILLs and restarts random nodes or the
-//! leader (`kill`) and SIGSTOPs / SIGCONTs them (`pause`); every fault is
-//! healed before the final reads. Each operation is recorded with its
-//! call and return times and one of three outcomes: `ok`, `fail` (certainly
-//! not applied: HTTP 4xx/503, or the connection was refused so nothing was
-//! sent) or `info` (indeterminate: HTTP 504, or the connection broke after
-//! the request went out). Nobody retries an `info` operation.
+//! HTTP API while a nemesis, every 2–5 s, injects one fault, the enabled
+//! nemeses in shuffled rounds (each once a round): SIGKILL and restart of
+//! a random node or the leader (`kill`, 1–4 s), SIGSTOP / SIGCONT
+//! (`pause`, 1–4 s), or a network fault between the nodes (`partition`,
+//! 6–10 s, longer than the server's 5 s request timeout). Every fault is healed before the final reads. Each
+//! operation is recorded with its call and return times and one of three
+//! outcomes: `ok`, `fail` (certainly not applied: HTTP 4xx/503, or the
+//! connection was refused so nothing was sent) or `info` (indeterminate:
+//! HTTP 504, or the connection broke after the request went out). Nobody
+//! retries an `info` operation.
+//!
+//! Host modes (printed at the start and in the summary):
+//! - `netns`, with `--nemesis partition` when running as root with `ip`
+//!   and `iptables` (`.ci/run` installs them): node i runs in network
+//!   namespace `bedrockj-<i>` at 10.77.0.(10+i), ports 8080 (client) and
+//!   9000 (Raft), through `ip netns exec` (which execs, so signals reach
+//!   the server); veth pairs join the namespaces to bridge `bedrockj0`
+//!   (10.77.0.1) in the root namespace, where the clients stay. See
+//!   `netns.rs`: stale `bedrockj` objects of a crashed run are removed at
+//!   the start, everything is torn down at the end.
+//! - `loopback` otherwise: all nodes on 127.0.0.1 on free ports, kill and
+//!   pause only; the output says that partitions are not available.
+//!
+//! Network faults are iptables DROP rules in the nodes' namespaces (INPUT
+//! `-s` and OUTPUT `-d` each cut-off peer), so they cut node-to-node
+//! traffic only and clients reach every node throughout, as in Jepsen. The
+//! shapes come in turn, from a random one: isolate the leader (a random
+//! node if none is known); a random majority/minority split; a bridge (two
+//! halves that both see one middle node); packet loss, where every packet
+//! between two nodes is dropped with a probability of 10–40 %
+//! (`-m statistic --mode random`; this kernel has no `netem`, so no delay
+//! or reordering). Each partition window records the nodes it cuts off
+//! from a majority; no operation sent to such a node after the cut may be
+//! acknowledged before the heal (it could neither commit nor confirm a
+//! ReadIndex read). The summary counts those operations and what the
+//! majority acknowledged meanwhile.
 //!
 //! Workloads and checkers:
 //! - `register`: gets and puts of unique values on 5 keys; the history is
@@ -31,15 +61,13 @@
 //!   counts as committed if its appends are in the final read, else as
 //!   aborted.
 //!
-//! Partitions (`--nemesis partition`) need each node in its own network
-//! namespace; this runner has process-level nemeses only and says so.
-//! Network faults are covered in process by the seeded simulation
-//! (`crates/bedrock-raft/tests/register.rs`).
-//!
 //! Output in `--out` (default `target/jepsen/<workload>`): `history.jsonl`
-//! (one operation per line), `nemesis.jsonl`, `latency.svg` (latency of
-//! every operation over time, nemesis windows shaded) and a summary on
-//! stdout. The exit status is non-zero when the checker finds a violation.
+//! (one operation per line), `nemesis.jsonl` (one fault window per line:
+//! kind, node, detail such as `split [1, 4] | [2, 3, 5]`, the cut-off
+//! nodes), `latency.svg` (latency of every operation over time, nemesis
+//! windows shaded: kill red, pause blue, partition green, loss orange) and
+//! a summary on stdout. The exit status is non-zero when the checker finds
+//! a violation.
 
 #[path = "../../crates/bedrock-raft/tests/linearizability/mod.rs"]
 #[allow(dead_code)]
@@ -60,6 +88,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::cluster::{self, NodeSpec, Start, Started};
 use crate::loadgen::Conn;
+use crate::netns::{self, Net, NetFault};
 
 /// Accounts of the bank workload and their starting balance.
 const ACCOUNTS: u64 = 8;
@@ -81,6 +110,7 @@ struct Opts {
     time: Duration,
     kill: bool,
     pause: bool,
+    partition: bool,
     workload: Workload,
     clients: u64,
     seed: u64,
@@ -94,6 +124,7 @@ impl Opts {
             time: Duration::from_secs(60),
             kill: true,
             pause: true,
+            partition: false,
             workload: Workload::Register,
             clients: 8,
             seed: std::process::id().into(),
@@ -119,16 +150,12 @@ impl Opts {
                 }
                 "--nemesis" => {
                     let list = value()?.clone();
-                    (o.kill, o.pause) = (false, false);
+                    (o.kill, o.pause, o.partition) = (false, false, false);
                     for n in list.split(',').filter(|n| !n.is_empty()) {
                         match n {
                             "kill" => o.kill = true,
                             "pause" => o.pause = true,
-                            "partition" => println!(
-                                "jepsen: nemesis `partition` is not available: this runner has process-level \
-                                 nemeses only (kill, pause); network faults are tested in process by \
-                                 crates/bedrock-raft/tests/register.rs"
-                            ),
+                            "partition" => o.partition = true,
                             "none" => {}
                             other => bail!("unknown nemesis {other} (kill, pause, partition, none)"),
                         }
@@ -253,15 +280,33 @@ struct Cluster {
     initial: String,
     procs: Mutex<Vec<Option<Started>>>,
     paused: Mutex<BTreeSet<u64>>,
+    /// The nodes' network namespaces, when the partition nemesis has them.
+    net: Option<Net>,
 }
 
+/// Client and Raft ports of a node in its own namespace (its own address).
+const NETNS_CLIENT_PORT: u16 = 8080;
+const NETNS_RAFT_PORT: u16 = 9000;
+
 impl Cluster {
-    fn start(bin: PathBuf, n: u64, dir: &Path) -> Result<Cluster> {
-        let ports = crate::bench_cluster::free_ports(2 * n as usize)?;
-        let specs: Vec<NodeSpec> =
-            (1..=n).map(|i| NodeSpec::new(i, ports[(i - 1) as usize], ports[(n + i - 1) as usize], dir)).collect();
+    /// Starts `n` nodes: each in its namespace of `net`, or all on
+    /// 127.0.0.1 on free ports.
+    fn start(bin: PathBuf, n: u64, dir: &Path, net: Option<Net>) -> Result<Cluster> {
+        let specs: Vec<NodeSpec> = if net.is_some() {
+            (1..=n)
+                .map(|i| NodeSpec {
+                    client: format!("{}:{NETNS_CLIENT_PORT}", netns::node_addr(i)),
+                    raft: format!("{}:{NETNS_RAFT_PORT}", netns::node_addr(i)),
+                    netns: Some(netns::namespace(i)),
+                    ..NodeSpec::new(i, NETNS_CLIENT_PORT, NETNS_RAFT_PORT, dir)
+                })
+                .collect()
+        } else {
+            let ports = crate::bench_cluster::free_ports(2 * n as usize)?;
+            (1..=n).map(|i| NodeSpec::new(i, ports[(i - 1) as usize], ports[(n + i - 1) as usize], dir)).collect()
+        };
         let initial = cluster::initial_cluster(&specs);
-        let c = Cluster { bin, specs, initial, procs: Mutex::new(Vec::new()), paused: Mutex::default() };
+        let c = Cluster { bin, specs, initial, procs: Mutex::new(Vec::new()), paused: Mutex::default(), net };
         for s in &c.specs {
             let started = cluster::spawn(&c.bin, s, &Start::Initial(&c.initial), &[])?;
             c.procs.lock().expect("lock").push(Some(started));
@@ -270,6 +315,19 @@ impl Cluster {
             let mut procs = c.procs.lock().expect("lock");
             let started = procs[i].as_mut().context("node not started")?;
             cluster::wait_serving(s, started, Duration::from_secs(60))?;
+            if s.netns.is_some() {
+                // `ip netns exec` must have exec'd the server, so that
+                // SIGKILL and SIGSTOP reach it rather than a wrapper.
+                let pid = started.child.id();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let program = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+                ensure!(
+                    program == c.bin.as_os_str().as_encoded_bytes(),
+                    "node {} (pid {pid}) runs {:?}, not the server: signals would miss it",
+                    s.id,
+                    String::from_utf8_lossy(program)
+                );
+            }
         }
         cluster::wait_leader(&c.bin, &c.endpoints(), None, Duration::from_secs(30))?;
         Ok(c)
@@ -306,8 +364,11 @@ impl Cluster {
         }
     }
 
-    /// Restarts killed nodes and resumes paused ones.
+    /// Removes network faults, restarts killed nodes and resumes paused ones.
     fn heal(&self) -> Result<()> {
+        if let Some(net) = &self.net {
+            net.heal()?;
+        }
         for id in std::mem::take(&mut *self.paused.lock().expect("lock")) {
             self.signal(id, "CONT");
         }
@@ -333,7 +394,14 @@ impl Drop for Cluster {
 #[derive(Debug, Clone)]
 struct Fault {
     kind: &'static str,
+    /// The node killed, paused or isolated, or the bridge's middle; 0 for
+    /// a split or packet loss.
     node: u64,
+    /// The network fault in words (empty for kill and pause).
+    detail: String,
+    /// Nodes cut off from a majority: none of them may acknowledge an
+    /// operation that starts and ends inside the window.
+    cut_off: Vec<u64>,
     start_us: u64,
     end_us: u64,
 }
@@ -346,18 +414,53 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&o.out).with_context(|| format!("create {}", o.out.display()))?;
     let data = o.out.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
+    let nemeses: Vec<&str> = [(o.kill, "kill"), (o.pause, "pause"), (o.partition, "partition")]
+        .iter()
+        .filter(|n| n.0)
+        .map(|n| n.1)
+        .collect();
     println!(
-        "jepsen: {} nodes, {:?} workload, {} clients, {} s, nemesis [{}{}], seed {}, output in {}",
+        "jepsen: {} nodes, {:?} workload, {} clients, {} s, nemesis [{}], seed {}, output in {}",
         o.nodes,
         o.workload,
         o.clients,
         o.time.as_secs(),
-        if o.kill { "kill " } else { "" },
-        if o.pause { "pause" } else { "" },
+        nemeses.join(" "),
         o.seed,
         o.out.display()
     );
-    let cluster = Arc::new(Cluster::start(bin, o.nodes, &data)?);
+    let ids: Vec<u64> = (1..=o.nodes).collect();
+    let (net, host_mode) = if o.partition {
+        match Net::setup(&ids) {
+            Ok(net) => (Some(net), "netns"),
+            Err(e) => {
+                println!("jepsen: network namespaces unavailable: {e:#}");
+                (None, "loopback")
+            }
+        }
+    } else {
+        (None, "loopback")
+    };
+    match &net {
+        Some(_) => println!(
+            "jepsen: host mode netns: node i in namespace bedrockj-<i> at {}..{} (client port \
+             {NETNS_CLIENT_PORT}, raft port {NETNS_RAFT_PORT}), bridge bedrockj0 at {}; clients in the root \
+             namespace; partitions and packet loss between nodes by iptables",
+            netns::node_addr(1),
+            netns::node_addr(o.nodes),
+            netns::BRIDGE_ADDR
+        ),
+        None => println!(
+            "jepsen: host mode loopback: all nodes on 127.0.0.1, process-level nemeses only (kill, pause); \
+             partitions are not available{}",
+            if o.partition {
+                ", nemesis `partition` skipped"
+            } else {
+                " (they need `--nemesis partition`, root, `ip` and `iptables`)"
+            }
+        ),
+    }
+    let cluster = Arc::new(Cluster::start(bin, o.nodes, &data, net)?);
     let epoch = Instant::now();
     let now_us = move || epoch.elapsed().as_micros() as u64;
     if o.workload == Workload::Bank {
@@ -392,11 +495,12 @@ pub fn run(args: &[String]) -> Result<()> {
         }));
     }
 
-    let faults = nemesis(&cluster, &o, &now_us)?;
+    let faults = nemesis(&cluster, &o, &now_us);
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
+    let faults = faults?;
     cluster.heal()?;
     cluster::wait_leader(&cluster.bin, &cluster.endpoints(), None, Duration::from_secs(30))?;
     let mut history = std::mem::take(&mut *history.lock().expect("lock"));
@@ -410,14 +514,27 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     write_outputs(&o.out, &history, &faults)?;
     let count = |x: Outcome| history.iter().filter(|r| r.outcome == x).count();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &faults {
+        *kinds.entry(f.kind).or_default() += 1;
+    }
     println!(
-        "jepsen: {} operations: {} ok, {} fail, {} indeterminate; {} faults injected",
+        "jepsen: {} operations: {} ok, {} fail, {} indeterminate; {} faults injected {kinds:?}; host mode {host_mode}",
         history.len(),
         count(Outcome::Ok),
         count(Outcome::Fail),
         count(Outcome::Info),
         faults.len()
     );
+    let verdict = match (verdict, check_cut_off(&history, &faults)) {
+        (Ok(summary), Ok(cut)) => {
+            if let Some(cut) = cut {
+                println!("jepsen: {cut}");
+            }
+            Ok(summary)
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
     match verdict {
         Ok(summary) => {
             println!("jepsen: {:?} checker: VALID ({summary})", o.workload);
@@ -430,17 +547,58 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 }
 
-/// Injects faults until the time is up: every 2–5 s one node (the leader
-/// half of the time) is killed or paused for 1–4 s, then restored.
+/// Injects faults until the time is up: every 2–5 s one fault, the
+/// nemeses in shuffled rounds of each once: a node (the leader half of the time) killed
+/// or paused for 1–4 s, or, with namespaces, a network fault for 6–10 s
+/// (the shapes of [`NetFault::random`] in turn: isolate the leader,
+/// majority/minority split, bridge, packet loss); then it is healed.
 fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<Fault>> {
     let mut rng = Rng::new(o.seed ^ 0xFA17);
     let deadline = Instant::now() + o.time;
     let mut faults = Vec::new();
-    let kinds: Vec<&'static str> = [(o.kill, "kill"), (o.pause, "pause")].iter().filter(|k| k.0).map(|k| k.1).collect();
-    while Instant::now() + Duration::from_secs(6) < deadline {
+    let ids: Vec<u64> = cluster.specs.iter().map(|s| s.id).collect();
+    // Network faults take the four shapes in turn, from a random one.
+    let mut shape = rng.below(4);
+    let kinds: Vec<&'static str> =
+        [(o.kill, "kill"), (o.pause, "pause"), (o.partition && cluster.net.is_some(), "partition")]
+            .iter()
+            .filter(|k| k.0)
+            .map(|k| k.1)
+            .collect();
+    // Rounds of every nemesis once, shuffled: each shows up in a short run.
+    let mut round: Vec<&'static str> = Vec::new();
+    while Instant::now() + Duration::from_secs(7) < deadline {
         std::thread::sleep(Duration::from_millis(2_000 + rng.below(3_000)));
-        let Some(&kind) = kinds.get(rng.below(kinds.len() as u64) as usize) else { continue };
+        if round.is_empty() {
+            round.clone_from(&kinds);
+            for i in (1..round.len()).rev() {
+                round.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+        }
+        let Some(kind) = round.pop() else { continue };
         let leader = cluster::leader(&cluster.bin, &cluster.endpoints());
+        if let (Some(net), "partition") = (&cluster.net, kind) {
+            let fault = NetFault::random(shape, &ids, leader, &mut |n| rng.below(n));
+            shape += 1;
+            // Longer than the server's 5 s request timeout, so that
+            // requests to a cut-off node can fail inside the window.
+            let hold = Duration::from_millis(6_000 + rng.below(4_000));
+            if Instant::now() + hold + Duration::from_secs(1) > deadline {
+                break;
+            }
+            net.apply(&fault)?;
+            let start_us = now_us();
+            std::thread::sleep(hold);
+            let end_us = now_us();
+            net.heal()?;
+            let node = match &fault {
+                NetFault::Isolate(n) | NetFault::Bridge { middle: n, .. } => *n,
+                NetFault::Split(..) | NetFault::Loss(_) => 0,
+            };
+            let (detail, cut_off) = (fault.to_string(), fault.cut_off(&ids));
+            faults.push(Fault { kind: fault.kind(), node, detail, cut_off, start_us, end_us });
+            continue;
+        }
         let node = match leader {
             Some(l) if rng.below(2) == 0 => l,
             _ => 1 + rng.below(cluster.specs.len() as u64),
@@ -461,11 +619,53 @@ fn nemesis(cluster: &Cluster, o: &Opts, now_us: &dyn Fn() -> u64) -> Result<Vec<
                 cluster.paused.lock().expect("lock").remove(&node);
             }
         }
-        faults.push(Fault { kind, node, start_us, end_us: now_us() });
+        faults.push(Fault { kind, node, detail: String::new(), cut_off: Vec::new(), start_us, end_us: now_us() });
     }
     let rest = deadline.saturating_duration_since(Instant::now());
     std::thread::sleep(rest);
     Ok(faults)
+}
+
+/// Operations sent to a node while a network fault cut it off from a
+/// majority (started after the rules were in): none may be acknowledged
+/// before the rules are removed, since a node that cannot reach a quorum
+/// can neither commit a write nor confirm a linearizable read. The
+/// summary also counts what the majority acknowledged meanwhile, so a
+/// partition that cut nothing would show. `Ok(None)` when no fault cut a
+/// node off.
+fn check_cut_off(history: &[Record], faults: &[Fault]) -> Result<Option<String>, String> {
+    let windows: Vec<&Fault> = faults.iter().filter(|f| !f.cut_off.is_empty()).collect();
+    if windows.is_empty() {
+        return Ok(None);
+    }
+    let (mut sent, mut after, mut fail, mut info, mut majority) = (0, 0, 0, 0, 0);
+    for f in &windows {
+        for r in history.iter().filter(|r| (f.start_us..=f.end_us).contains(&r.start_us)) {
+            if !f.cut_off.contains(&r.node) {
+                majority += usize::from(r.outcome == Outcome::Ok && r.end_us <= f.end_us);
+                continue;
+            }
+            sent += 1;
+            match r.outcome {
+                _ if r.end_us > f.end_us => after += 1,
+                Outcome::Ok => {
+                    return Err(format!(
+                        "{} {} through node {} acknowledged at {} µs while `{}` cut it off from the majority \
+                         ({}–{} µs)",
+                        r.f, r.key, r.node, r.end_us, f.detail, f.start_us, f.end_us
+                    ))
+                }
+                Outcome::Fail => fail += 1,
+                Outcome::Info => info += 1,
+            }
+        }
+    }
+    Ok(Some(format!(
+        "{} partitions cut nodes off from the majority: {sent} operations sent to cut-off nodes, none acknowledged \
+         before the heal ({fail} failed and {info} indeterminate before it, {after} answered after it); {majority} \
+         acknowledged through the majority meanwhile",
+        windows.len()
+    )))
 }
 
 fn record(f: &'static str, key: u64, value: Option<i64>, start_us: u64) -> Record {
@@ -714,7 +914,10 @@ fn write_outputs(out: &Path, history: &[Record], faults: &[Fault]) -> Result<()>
     h.flush()?;
     let mut n = std::io::BufWriter::new(std::fs::File::create(out.join("nemesis.jsonl"))?);
     for f in faults {
-        let line = serde_json::json!({"kind": f.kind, "node": f.node, "start_us": f.start_us, "end_us": f.end_us});
+        let line = serde_json::json!({
+            "kind": f.kind, "node": f.node, "detail": f.detail, "cut_off": f.cut_off,
+            "start_us": f.start_us, "end_us": f.end_us,
+        });
         writeln!(n, "{line}")?;
     }
     n.flush()?;
@@ -739,7 +942,12 @@ fn chart(path: &Path, history: &[Record], faults: &[Fault]) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     chart.configure_mesh().x_desc("time (s)").y_desc("latency (ms)").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
     for f in faults {
-        let colour = if f.kind == "kill" { RED.mix(0.12) } else { BLUE.mix(0.12) };
+        let colour = match f.kind {
+            "kill" => RED.mix(0.12),
+            "pause" => BLUE.mix(0.12),
+            "loss" => RGBColor(255, 160, 0).mix(0.15),
+            _ => GREEN.mix(0.15),
+        };
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(secs(f.start_us), 0.1), (secs(f.end_us), max_ms * 1.5)],
@@ -907,4 +1115,40 @@ fn check_list_append(cluster: &Cluster, history: &[Record]) -> Result<String, St
         ));
     }
     Ok(format!("{report:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(node: u64, outcome: Outcome, start_us: u64, end_us: u64) -> Record {
+        Record { node, outcome, end_us, ..record("put", 0, Some(1), start_us) }
+    }
+
+    fn split() -> Fault {
+        let cut_off = vec![1, 2];
+        Fault { kind: "partition-split", node: 0, detail: "split".into(), cut_off, start_us: 100, end_us: 200 }
+    }
+
+    #[test]
+    fn a_cut_off_node_acknowledging_inside_the_window_is_caught() {
+        let history = [op(3, Outcome::Ok, 110, 120), op(1, Outcome::Ok, 150, 190)];
+        let err = check_cut_off(&history, &[split()]).unwrap_err();
+        assert!(err.contains("through node 1"), "{err}");
+    }
+
+    #[test]
+    fn answers_after_the_heal_or_from_the_majority_are_fine() {
+        let history = [
+            op(1, Outcome::Ok, 90, 150),  // sent before the cut
+            op(2, Outcome::Ok, 150, 250), // answered after the heal
+            op(1, Outcome::Fail, 120, 130),
+            op(2, Outcome::Info, 130, 199),
+            op(3, Outcome::Ok, 110, 120),
+        ];
+        let summary = check_cut_off(&history, &[split()]).unwrap().unwrap();
+        assert!(summary.contains("3 operations sent to cut-off nodes"), "{summary}");
+        assert!(summary.contains("(1 failed and 1 indeterminate before it, 1 answered after it); 1 acknowledged"));
+        assert_eq!(check_cut_off(&history, &[]), Ok(None));
+    }
 }

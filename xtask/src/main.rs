@@ -9,9 +9,10 @@
 //! - `cluster up [--nodes N] [--release] | status | down [--wipe]`: a local
 //!   cluster on loopback (see `cluster.rs`).
 //! - `crash --cycles N`: the engine crash loop (see `crash.rs`).
-//! - `jepsen --nodes N --time S --nemesis kill,pause --workload
-//!   register|bank|set`: fault injection on a real cluster with history
-//!   checkers (see `jepsen.rs`).
+//! - `jepsen --nodes N --time S --nemesis kill,pause,partition --workload
+//!   register|bank|set|list-append`: fault injection on a real cluster with
+//!   history checkers; partitions in network namespaces when root (see
+//!   `jepsen.rs` and `netns.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +26,7 @@ mod crash;
 mod jepsen;
 mod layering;
 mod loadgen;
+mod netns;
 mod tidy;
 
 fn main() -> Result<()> {
