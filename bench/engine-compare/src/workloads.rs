@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{key, missing_key, permutation, Values, ENTRY_BYTES, KEY_LEN};
 use crate::engine::Engine;
-use crate::metrics::{dir_size, histogram, io_written, summary_us};
+use crate::metrics::{dir_size, histogram, io_written, rss_now_kib, summary_us};
 
 /// Every workload, in report order.
 pub const ALL_WORKLOADS: &[&str] = &[
@@ -230,11 +230,26 @@ pub fn run_group(group: &str, name: &str, engine: &dyn Engine, dir: &Path, cfg: 
             let mut rng = SmallRng::seed_from_u64(cfg.seed ^ 0x5057);
             let mut h = histogram();
             let w = Writes::start()?;
-            let t = timed(u64::MAX, cfg.max_cell, &mut h, |i| engine.put(&key(rng.gen_range(0..cfg.n)), values.get(i)))?;
+            // Resident memory sampled every 16,384 puts: the peak of the
+            // whole (VmRSS), of the heap (RssAnon) and of mapped files (RssFile).
+            let mut peak = (0u64, 0u64, 0u64);
+            let t = timed(u64::MAX, cfg.max_cell, &mut h, |i| {
+                if i.is_multiple_of(16_384) {
+                    let now = rss_now_kib();
+                    peak = (peak.0.max(now.0), peak.1.max(now.1), peak.2.max(now.2));
+                }
+                engine.put(&key(rng.gen_range(0..cfg.n)), values.get(i))
+            })?;
             let io = io_written()?;
             let mut c = base_cell("sustained", name, &t, &h, t.done);
             c.bytes_written = Some(io.0 - w.io.0);
-            c.internal = engine.internal_stats();
+            let mut internal = engine.internal_stats();
+            if let Some(map) = internal.as_object_mut() {
+                map.insert("rss_peak_kib".into(), peak.0.into());
+                map.insert("rss_anon_peak_kib".into(), peak.1.into());
+                map.insert("rss_file_peak_kib".into(), peak.2.into());
+            }
+            c.internal = internal;
             eprintln!(
                 "  {name:8} sustained   {:>10.0} ops/s  {} puts in {:.0}s  p99 {:.1} us  max {:.1} us  {}",
                 c.ops_per_sec,
