@@ -59,6 +59,10 @@ struct Args {
     /// Keys per batch in fillbatch.
     #[arg(long, default_value_t = 100)]
     batch: u64,
+    /// Keys per write in `sustained` (1: single puts; more: atomic batches
+    /// of random keys, to write faster than compaction can keep up).
+    #[arg(long, default_value_t = 1)]
+    sustained_batch: u64,
     /// Time limit of one cell's timed loop, seconds; the cell reports what it did by then.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
@@ -133,6 +137,7 @@ impl Args {
             sync_n_concurrent: self.sync_n_concurrent,
             sync_threads: self.sync_threads,
             batch: self.batch,
+            sustained_batch: self.sustained_batch.max(1),
             seek_nexts: 10,
             max_cell: Duration::from_secs(self.max_seconds),
             settle_max: Duration::from_secs(self.settle_seconds),

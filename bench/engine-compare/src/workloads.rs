@@ -16,7 +16,8 @@
 //!   no settle: the engine's backpressure counters and the process's peak
 //!   RSS are read at the end of the timed loop. With a large N it outpaces
 //!   compaction, which is what it is for: memory must stay bounded and
-//!   writes must be slowed, not stopped for long.
+//!   writes must be slowed, not stopped for long. `--sustained-batch K`
+//!   writes K random keys per atomic batch (latency is then per batch).
 //!
 //! Write workloads count the bytes the process wrote (`/proc/self/io`)
 //! from the first write until the engine has settled after the last, and
@@ -78,6 +79,7 @@ pub struct RunConfig {
     pub sync_n_concurrent: u64,
     pub sync_threads: usize,
     pub batch: u64,
+    pub sustained_batch: u64,
     pub seek_nexts: usize,
     pub max_cell: Duration,
     pub settle_max: Duration,
@@ -233,15 +235,23 @@ pub fn run_group(group: &str, name: &str, engine: &dyn Engine, dir: &Path, cfg: 
             // Resident memory sampled every 16,384 puts: the peak of the
             // whole (VmRSS), of the heap (RssAnon) and of mapped files (RssFile).
             let mut peak = (0u64, 0u64, 0u64);
+            let per = cfg.sustained_batch;
             let t = timed(u64::MAX, cfg.max_cell, &mut h, |i| {
-                if i.is_multiple_of(16_384) {
+                if (i * per) % 16_384 < per {
                     let now = rss_now_kib();
                     peak = (peak.0.max(now.0), peak.1.max(now.1), peak.2.max(now.2));
                 }
-                engine.put(&key(rng.gen_range(0..cfg.n)), values.get(i))
+                if per == 1 {
+                    return engine.put(&key(rng.gen_range(0..cfg.n)), values.get(i));
+                }
+                let keys: Vec<[u8; KEY_LEN]> = (0..per).map(|_| key(rng.gen_range(0..cfg.n))).collect();
+                let items: Vec<(&[u8], &[u8])> =
+                    keys.iter().enumerate().map(|(j, k)| (&k[..], values.get(i * per + j as u64))).collect();
+                engine.write_batch(&items)
             })?;
             let io = io_written()?;
-            let mut c = base_cell("sustained", name, &t, &h, t.done);
+            // ops = keys written; latency is per write (per batch when --sustained-batch > 1).
+            let mut c = base_cell("sustained", name, &t, &h, t.done * per);
             c.bytes_written = Some(io.0 - w.io.0);
             let mut internal = engine.internal_stats();
             if let Some(map) = internal.as_object_mut() {
