@@ -118,6 +118,9 @@ impl Engine for Bedrock {
             "compaction_bytes_written": s.compaction_bytes_written,
             "stall_micros": s.stall_micros,
             "slowdowns": s.slowdowns,
+            "stops": s.stops,
+            "max_stall_micros": s.max_stall_micros,
+            "immutable_memtables": s.immutable_memtables,
             "levels": s.levels.iter().map(|l| (l.files, l.bytes)).collect::<Vec<_>>(),
         })
     }

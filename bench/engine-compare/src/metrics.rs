@@ -49,6 +49,20 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// `(VmRSS, RssAnon, RssFile)` of this process now, in KiB: resident
+/// memory, its anonymous part (heap: memtables, caches, indexes) and its
+/// file-backed part (mapped files, such as SSTables read through mmap,
+/// which the kernel can reclaim).
+pub fn rss_now_kib() -> (u64, u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
+
 /// The file-system type and device of the mount holding `path`.
 pub fn mount_of(path: &Path) -> (String, String) {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

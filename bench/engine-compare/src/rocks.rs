@@ -137,6 +137,15 @@ impl Engine for Rocks {
             "files_per_level": files,
             "live_sst_files_size": self.prop("rocksdb.live-sst-files-size").unwrap_or(0),
             "estimate_live_data_size": self.prop("rocksdb.estimate-live-data-size").unwrap_or(0),
+            "num_immutable_mem_table": self.prop("rocksdb.num-immutable-mem-table").unwrap_or(0),
+            // "Cumulative stall: H:M:S, percent" and the per-cause stall counts.
+            "stall": self.db.property_value("rocksdb.stats").ok().flatten().map(|text| {
+                text.lines()
+                    .filter(|l| l.starts_with("Cumulative stall") || l.starts_with("Stalls(count)"))
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            }),
         })
     }
 

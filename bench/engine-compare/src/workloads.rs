@@ -10,6 +10,14 @@
 //! - `fillbatch`: N puts in key order, 100 per atomic batch.
 //! - `fillsync1` / `fillsync64`: unique keys in random order, each put
 //!   fsynced before it returns, from 1 and from 64 writer threads.
+//! - `sustained` (not part of `all`): puts of uniformly random keys in
+//!   `0..N` (no key list in memory, so N may be far larger than what is
+//!   written) for `--max-seconds`, as fast as the engine takes them, then
+//!   no settle: the engine's backpressure counters and the process's peak
+//!   RSS are read at the end of the timed loop. With a large N it outpaces
+//!   compaction, which is what it is for: memory must stay bounded and
+//!   writes must be slowed, not stopped for long. `--sustained-batch K`
+//!   writes K random keys per atomic batch (latency is then per batch).
 //!
 //! Write workloads count the bytes the process wrote (`/proc/self/io`)
 //! from the first write until the engine has settled after the last, and
@@ -27,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{key, missing_key, permutation, Values, ENTRY_BYTES, KEY_LEN};
 use crate::engine::Engine;
-use crate::metrics::{dir_size, histogram, io_written, summary_us};
+use crate::metrics::{dir_size, histogram, io_written, rss_now_kib, summary_us};
 
 /// Every workload, in report order.
 pub const ALL_WORKLOADS: &[&str] = &[
@@ -41,7 +49,11 @@ pub const ALL_WORKLOADS: &[&str] = &[
     "fillsync1",
     "fillsync64",
     "fillbatch",
+    "sustained",
 ];
+
+/// Workloads that `all` leaves out (they run for a fixed time, not a fixed size).
+pub const NOT_IN_ALL: &[&str] = &["sustained"];
 
 /// The group (fresh database) a workload runs in.
 pub fn group_of(workload: &str) -> &'static str {
@@ -50,12 +62,13 @@ pub fn group_of(workload: &str) -> &'static str {
         "fillbatch" => "fillbatch",
         "fillsync1" => "fillsync1",
         "fillsync64" => "fillsync64",
+        "sustained" => "sustained",
         _ => "random",
     }
 }
 
 /// The groups in run order.
-pub const ALL_GROUPS: &[&str] = &["fillseq", "random", "fillbatch", "fillsync1", "fillsync64"];
+pub const ALL_GROUPS: &[&str] = &["fillseq", "random", "fillbatch", "fillsync1", "fillsync64", "sustained"];
 
 /// Sizes and limits of one run.
 #[derive(Debug, Clone)]
@@ -66,6 +79,7 @@ pub struct RunConfig {
     pub sync_n_concurrent: u64,
     pub sync_threads: usize,
     pub batch: u64,
+    pub sustained_batch: u64,
     pub seek_nexts: usize,
     pub max_cell: Duration,
     pub settle_max: Duration,
@@ -214,6 +228,49 @@ pub fn run_group(group: &str, name: &str, engine: &dyn Engine, dir: &Path, cfg: 
             cells.push(w.finish(group, name, engine, dir, cfg, &t, &h, t.done, t.done)?);
         }
         "random" => run_random(name, engine, dir, cfg, &values, &mut cells)?,
+        "sustained" => {
+            let mut rng = SmallRng::seed_from_u64(cfg.seed ^ 0x5057);
+            let mut h = histogram();
+            let w = Writes::start()?;
+            // Resident memory sampled every 16,384 puts: the peak of the
+            // whole (VmRSS), of the heap (RssAnon) and of mapped files (RssFile).
+            let mut peak = (0u64, 0u64, 0u64);
+            let per = cfg.sustained_batch;
+            let t = timed(u64::MAX, cfg.max_cell, &mut h, |i| {
+                if (i * per) % 16_384 < per {
+                    let now = rss_now_kib();
+                    peak = (peak.0.max(now.0), peak.1.max(now.1), peak.2.max(now.2));
+                }
+                if per == 1 {
+                    return engine.put(&key(rng.gen_range(0..cfg.n)), values.get(i));
+                }
+                let keys: Vec<[u8; KEY_LEN]> = (0..per).map(|_| key(rng.gen_range(0..cfg.n))).collect();
+                let items: Vec<(&[u8], &[u8])> =
+                    keys.iter().enumerate().map(|(j, k)| (&k[..], values.get(i * per + j as u64))).collect();
+                engine.write_batch(&items)
+            })?;
+            let io = io_written()?;
+            // ops = keys written; latency is per write (per batch when --sustained-batch > 1).
+            let mut c = base_cell("sustained", name, &t, &h, t.done * per);
+            c.bytes_written = Some(io.0 - w.io.0);
+            let mut internal = engine.internal_stats();
+            if let Some(map) = internal.as_object_mut() {
+                map.insert("rss_peak_kib".into(), peak.0.into());
+                map.insert("rss_anon_peak_kib".into(), peak.1.into());
+                map.insert("rss_file_peak_kib".into(), peak.2.into());
+            }
+            c.internal = internal;
+            eprintln!(
+                "  {name:8} sustained   {:>10.0} ops/s  {} puts in {:.0}s  p99 {:.1} us  max {:.1} us  {}",
+                c.ops_per_sec,
+                t.done,
+                t.elapsed.as_secs_f64(),
+                c.p99_us,
+                c.max_us,
+                c.internal
+            );
+            cells.push(c);
+        }
         other => anyhow::bail!("unknown group {other}"),
     }
     Ok(cells)
@@ -380,10 +437,13 @@ impl Writes {
         c.settle_seconds = Some(settle_seconds);
         c.internal = engine.internal_stats();
         eprintln!(
-            "  {name:8} {workload:11} {:>10.0} ops/s  settle {settle_seconds:.1}s  wa {:.2}  sa {:.2}",
+            "  {name:8} {workload:11} {:>10.0} ops/s  p99 {:.1} us  max {:.1} us  settle {settle_seconds:.1}s  wa {:.2}  sa {:.2}  {}",
             c.ops_per_sec,
+            c.p99_us,
+            c.max_us,
             c.write_amp.unwrap_or(0.0),
-            c.space_amp.unwrap_or(0.0)
+            c.space_amp.unwrap_or(0.0),
+            c.internal
         );
         Ok(c)
     }

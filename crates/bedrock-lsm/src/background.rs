@@ -101,6 +101,14 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     if inner.wal.is_poisoned() {
         return Err(Error::Poisoned("WAL is poisoned; refusing to flush unsynced data".into()));
     }
+    // Seal the WAL segments that hold this memtable (a memtable switch
+    // leaves that to here, off the write path), before its SSTable is
+    // recorded and the segments deleted.
+    let next_segment = {
+        let core = inner.core.lock();
+        core.imms.get(1).map_or(core.mem.first_segment, |m| m.first_segment)
+    };
+    inner.wal.seal_before(next_segment)?;
     let number = inner.next_file.fetch_add(1, Ordering::Relaxed);
     let (snapshots, floor) = inner.snapshots.sorted_with_floor(&inner.visible_seq);
     let meta = write_l0_table(&inner.fs, &inner.dir, &inner.opts, mem, number, &snapshots, floor)?;
@@ -122,8 +130,9 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     core.imms.pop_front();
     core.last_flushed_seq = last_seq;
     core.log_number = log_number;
-    inner.publish(&core);
+    let old = inner.publish(&core);
     drop(core);
+    drop(old);
     Counters::add(&inner.counters.flushes, 1);
     inner.wal.purge_before(log_number)?;
     tracing::debug!(file = number, entries = mem.len(), "flushed memtable");

@@ -66,6 +66,10 @@ pub(crate) struct Core {
     pub(crate) flushing: bool,
     pub(crate) bg_error: Option<String>,
     pub(crate) shutdown: bool,
+    /// Delayed writes: the time until which the bytes already admitted use
+    /// up the delayed write rate (see `write.rs`, `make_room`); `None`
+    /// while no delay applies.
+    pub(crate) delay_until: Option<std::time::Instant>,
 }
 
 /// Shared engine state; the background thread holds an `Arc` of it.
@@ -88,6 +92,13 @@ pub(crate) struct Inner {
     /// sync policy) and in a memtable or SSTable: readers read at it.
     pub(crate) visible_seq: AtomicU64,
     pub(crate) next_file: AtomicU64,
+    /// Copies of `Core` state for the write path's lock-free check
+    /// (`write.rs`, `make_room`): L0 files and immutable memtables as of
+    /// the last `publish`, and whether a background error was recorded.
+    /// The slow path re-reads the real values under the core lock.
+    pub(crate) l0_files: std::sync::atomic::AtomicUsize,
+    pub(crate) immutable_count: std::sync::atomic::AtomicUsize,
+    pub(crate) bg_failed: std::sync::atomic::AtomicBool,
     pub(crate) snapshots: Arc<SnapshotList>,
     pub(crate) counters: Counters,
     pub(crate) _lock: Box<dyn Debug + Send + Sync>,
@@ -251,13 +262,21 @@ impl Inner {
     }
 
     /// Publishes a new super version from `core`; call with the core lock held.
-    pub(crate) fn publish(&self, core: &Core) {
+    /// Installs a new `SuperVersion` from `core` and returns the old one,
+    /// which the caller should drop after releasing the core lock: the last
+    /// reference to an old version unmaps its tables, and to a flushed
+    /// memtable frees its entries, neither of which should hold a lock the
+    /// write path takes.
+    #[must_use = "drop the old SuperVersion after releasing the core lock"]
+    pub(crate) fn publish(&self, core: &Core) -> Arc<SuperVersion> {
         let sv = SuperVersion {
             mem: core.mem.clone(),
             imms: core.imms.iter().rev().cloned().collect(),
             version: core.version.clone(),
         };
-        *self.super_version.write() = Arc::new(sv);
+        self.l0_files.store(core.version.levels.first().map_or(0, Vec::len), Ordering::Release);
+        self.immutable_count.store(core.imms.len(), Ordering::Release);
+        std::mem::replace(&mut *self.super_version.write(), Arc::new(sv))
     }
 
     pub(crate) fn get_at(&self, key: &[u8], seq: u64) -> Result<Option<Vec<u8>>> {
@@ -325,6 +344,7 @@ impl Inner {
     pub(crate) fn set_bg_error(&self, core: &mut Core, err: &Error) {
         tracing::error!(error = %err, "background error: the database is now read-only");
         core.bg_error.get_or_insert_with(|| err.to_string());
+        self.bg_failed.store(true, Ordering::Release);
         self.core_cv.notify_all();
     }
 
@@ -345,6 +365,8 @@ impl Inner {
             immutable_memtables: sv.imms.len(),
             stall_micros: Counters::get(&c.stall_micros),
             slowdowns: Counters::get(&c.slowdowns),
+            stops: Counters::get(&c.stops),
+            max_stall_micros: Counters::get(&c.max_stall_micros),
             last_sequence: self.visible_seq.load(Ordering::Acquire),
             snapshots: self.snapshots.len(),
             ..DbStats::default()

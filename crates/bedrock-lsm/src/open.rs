@@ -82,6 +82,7 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
 
     let mem = Arc::new(Memtable::new(log_number));
     let version = Arc::new(version);
+    let l0_files = version.levels.first().map_or(0, Vec::len);
     let core = Core {
         mem: mem.clone(),
         imms: VecDeque::new(),
@@ -94,6 +95,7 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
         flushing: false,
         bg_error: None,
         shutdown: false,
+        delay_until: None,
     };
     let sv = SuperVersion { mem, imms: Vec::new(), version };
     let inner = Arc::new(Inner {
@@ -108,6 +110,9 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
         last_seq: AtomicU64::new(max_seq),
         visible_seq: AtomicU64::new(max_seq),
         next_file,
+        l0_files: std::sync::atomic::AtomicUsize::new(l0_files),
+        immutable_count: std::sync::atomic::AtomicUsize::new(0),
+        bg_failed: std::sync::atomic::AtomicBool::new(false),
         snapshots: Default::default(),
         counters: Counters::default(),
         _lock: lock,
@@ -128,8 +133,20 @@ fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &Manif
     // consecutive, and the first one follows what the SSTables hold. A jump
     // means records are missing (a segment cut short at a record boundary
     // or deleted): refuse rather than replay around the hole.
-    let mut previous: Option<u64> = None;
+    //
+    // One jump is not damage: a jump at the start of a segment that follows
+    // an *unsealed* one (zero fill after its records). A memtable switch
+    // leaves the closed segment to be sealed later, and every closed
+    // segment is sealed before any later record is fsynced, so such a
+    // segment lost only unacknowledged records at its end, and the records
+    // after the jump were never acknowledged either: the log ends there
+    // (they are ignored, and deleted with the replayed segments).
+    let mut previous: Option<(u64, u64)> = None;
+    let mut log_end: Option<(u64, u64)> = None;
     let report = bedrock_wal::replay(fs, wal_dir, &opts.wal, state.log_number, |pos, payload| {
+        if log_end.is_some() {
+            return Ok(());
+        }
         let Some((seq, batch)) = WriteBatch::decode(payload) else {
             return Err(Error::Corruption {
                 path: bedrock_wal::segment_path(wal_dir, pos.segment),
@@ -138,19 +155,25 @@ fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &Manif
             });
         };
         let gap = match previous {
-            Some(p) => (seq != p + 1).then(|| format!("sequence number jumps from {p} to {seq}")),
+            Some((p, _)) => (seq != p + 1).then(|| format!("sequence number jumps from {p} to {seq}")),
             None => (seq > state.last_sequence + 1).then(|| {
                 format!("the first record has sequence number {seq}, but the SSTables end at {}", state.last_sequence)
             }),
         };
         if let Some(gap) = gap {
+            let from = previous.map_or(state.log_number.max(1), |(_, segment)| segment);
+            if from < pos.segment && unsealed_between(fs, wal_dir, &opts.wal, from, pos.segment)? {
+                tracing::warn!(segment = pos.segment, %gap, "WAL: records after an unsealed segment were never acknowledged; the log ends before them");
+                log_end = Some((pos.segment, seq));
+                return Ok(());
+            }
             return Err(Error::Corruption {
                 path: bedrock_wal::segment_path(wal_dir, pos.segment),
                 offset: pos.offset,
                 reason: format!("{gap}: WAL records before the one ending at this offset are missing"),
             });
         }
-        previous = Some(seq);
+        previous = Some((seq, pos.segment));
         if seq > state.last_sequence {
             mem.apply(&batch, seq);
         }
@@ -161,6 +184,24 @@ fn replay_wal(fs: &dyn FileSystem, wal_dir: &Path, opts: &Options, state: &Manif
         tracing::info!(records = report.records, segments = ?report.segments, truncated = ?report.truncated, "WAL replayed");
     }
     Ok((mem, max_seq))
+}
+
+/// True if a segment in `from..to` exists and is not sealed (see
+/// [`bedrock_wal::segment_is_sealed`]).
+fn unsealed_between(
+    fs: &dyn FileSystem,
+    wal_dir: &Path,
+    opts: &bedrock_wal::WalOptions,
+    from: u64,
+    to: u64,
+) -> Result<bool> {
+    for id in from..to {
+        if fs.exists(&bedrock_wal::segment_path(wal_dir, id)) && !bedrock_wal::segment_is_sealed(fs, wal_dir, id, opts)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Checks that the WAL segments the manifest needs are all there: segment

@@ -42,17 +42,32 @@ pub struct Options {
     /// Minimum: 4 KiB.
     pub memtable_size_bytes: usize,
     /// Immutable memtables waiting for flush; a write that would create one
-    /// more stalls until a flush finishes. Default: 2. Minimum: 1.
+    /// more stalls until a flush finishes. While all of them are taken,
+    /// writes are delayed (see `delayed_write_rate_bytes`) once the active
+    /// memtable is a quarter full, more as it fills. Default: 2. Minimum: 1.
     pub max_immutable_memtables: usize,
     /// Level-0 file count that triggers an L0→L1 compaction. Default: 4.
     /// Minimum: 1.
     pub l0_compaction_trigger: usize,
-    /// Level-0 file count at which each write is delayed by 1 ms.
-    /// Default: 8. Must be at least `l0_compaction_trigger`.
+    /// Level-0 file count at which writes start to be delayed: held to
+    /// `delayed_write_rate_bytes`, and to a quarter of the previous rate for
+    /// each further L0 file. Default: 8. Must be at least
+    /// `l0_compaction_trigger`.
     pub l0_slowdown_trigger: usize,
     /// Level-0 file count at which writes stop until compaction catches up.
     /// Default: 12. Must be greater than `l0_slowdown_trigger`.
     pub l0_stop_trigger: usize,
+    /// Write rate, in bytes per second (keys + values + 16 bytes per entry),
+    /// that writes are held to at the first step of backpressure (L0 at
+    /// `l0_slowdown_trigger`, or every immutable memtable slot taken and
+    /// the active memtable a quarter full). Each further step (one more L0
+    /// file; another quarter of the memtable) divides it by 4. Writers
+    /// sleep for the time their bytes cost at that rate, in slices of at
+    /// least 1 ms and at most 100 ms per write, so a write is delayed by
+    /// milliseconds rather than stopped for a whole flush or compaction.
+    /// Default: 16 MiB/s (RocksDB's `delayed_write_rate`). Minimum:
+    /// 16 KiB/s.
+    pub delayed_write_rate_bytes: u64,
     /// Target size of level 1 in bytes; level n+1 targets `level_size_multiplier`
     /// times level n. Default: 256 MiB. Minimum: 1 MiB.
     pub max_bytes_for_level_base: u64,
@@ -93,6 +108,7 @@ impl Default for Options {
             l0_compaction_trigger: 4,
             l0_slowdown_trigger: 8,
             l0_stop_trigger: 12,
+            delayed_write_rate_bytes: 16 << 20,
             max_bytes_for_level_base: 256 << 20,
             level_size_multiplier: 10,
             num_levels: 7,
@@ -135,6 +151,9 @@ impl Options {
             || self.l0_stop_trigger <= self.l0_slowdown_trigger
         {
             return bad("need 1 <= l0_compaction_trigger <= l0_slowdown_trigger < l0_stop_trigger");
+        }
+        if self.delayed_write_rate_bytes < (16 << 10) {
+            return bad("delayed_write_rate_bytes must be at least 16 KiB/s");
         }
         if self.max_bytes_for_level_base < (1 << 20) {
             return bad("max_bytes_for_level_base must be at least 1 MiB");
@@ -189,6 +208,7 @@ mod tests {
         assert_eq!(o.memtable_size_bytes, 64 * 1024 * 1024);
         assert_eq!(o.max_immutable_memtables, 2);
         assert_eq!((o.l0_compaction_trigger, o.l0_slowdown_trigger, o.l0_stop_trigger), (4, 8, 12));
+        assert_eq!(o.delayed_write_rate_bytes, 16 * 1024 * 1024);
         assert_eq!(o.max_bytes_for_level_base, 256 * 1024 * 1024);
         assert_eq!(o.level_size_multiplier, 10);
         assert_eq!(o.num_levels, 7);
@@ -209,5 +229,7 @@ mod tests {
         assert!(matches!(o.validate(), Err(Error::InvalidOptions(_))));
         let o = Options { max_batch_bytes: usize::MAX, ..Options::default() };
         assert!(o.validate().is_err());
+        let o = Options { delayed_write_rate_bytes: 1000, ..Options::default() };
+        assert!(matches!(o.validate(), Err(Error::InvalidOptions(_))));
     }
 }

@@ -13,11 +13,17 @@ pub(crate) struct Counters {
     pub(crate) compactions: AtomicU64,
     pub(crate) stall_micros: AtomicU64,
     pub(crate) slowdowns: AtomicU64,
+    pub(crate) stops: AtomicU64,
+    pub(crate) max_stall_micros: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn max(counter: &AtomicU64, n: u64) {
+        counter.fetch_max(n, Ordering::Relaxed);
     }
 
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
@@ -61,10 +67,18 @@ pub struct DbStats {
     pub memtable_bytes: u64,
     /// Immutable memtables waiting for flush.
     pub immutable_memtables: usize,
-    /// Microseconds writers spent stalled or slowed by backpressure.
+    /// Microseconds writers spent delayed or stopped by backpressure.
     pub stall_micros: u64,
-    /// Writes delayed by the L0 slowdown trigger.
+    /// Delays: times a write slept because L0 was at or past the slowdown
+    /// trigger or the memtables were filling faster than they were flushed
+    /// (see [`crate::Options::delayed_write_rate_bytes`]).
     pub slowdowns: u64,
+    /// Stops: times a write waited for a flush or compaction because L0
+    /// was at the stop trigger or no immutable memtable slot was free.
+    pub stops: u64,
+    /// The longest single backpressure wait of one write (delay or stop),
+    /// in microseconds.
+    pub max_stall_micros: u64,
     /// Data blocks read from live SSTables.
     pub block_reads: u64,
     /// Bloom filter checks on live SSTables.

@@ -124,7 +124,7 @@ impl Db {
         inner.validate_batch(&batch)?;
         let payload_bytes: u64 = batch.ops().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
         let guard = inner.write_lock.lock();
-        inner.make_room()?;
+        inner.make_room(write_cost(&batch))?;
         if let Err(e) = check(&LatestView { inner }) {
             return Ok(Err(e));
         }
@@ -166,7 +166,9 @@ impl Db {
         if seq <= last {
             return Err(Error::WriteMode(format!("sequence number {seq} is not above the last one, {last}")));
         }
-        inner.make_room()?;
+        // The batch is built after the room is made, so its bytes are not
+        // known yet: it is charged to the delayed write rate as empty.
+        inner.make_room(0)?;
         let batch = build(&LatestView { inner })?;
         inner.validate_batch(&batch)?;
         let payload_bytes: u64 = batch.ops().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
@@ -207,48 +209,87 @@ impl Inner {
         err
     }
 
-    /// Backpressure and memtable switch; called with `write_lock` held.
-    /// Slows each write by 1 ms while L0 is past the slowdown trigger;
-    /// stalls while L0 is at the stop trigger or the immutable memtables
-    /// are at their limit; switches to a new memtable (and WAL segment)
-    /// when the active one is full.
-    fn make_room(&self) -> Result<()> {
-        let mut slowed = false;
-        let mut stall_start: Option<Instant> = None;
+    /// Backpressure and memtable switch; called with `write_lock` held
+    /// before a write of `bytes` (see [`write_cost`]).
+    ///
+    /// - *Delay*: while L0 is at or past the slowdown trigger, or every
+    ///   immutable memtable slot is taken and the active memtable is
+    ///   filling, the write sleeps for what its bytes cost at the delayed
+    ///   write rate ([`pressure_steps`], [`delay_rate`], [`next_delay`]):
+    ///   milliseconds per write at most, growing with the pressure.
+    /// - *Stop*: while L0 is at the stop trigger, or the active memtable is
+    ///   full and no immutable slot is free, the write waits for the
+    ///   background work.
+    ///
+    /// Then, if the active memtable is full, it switches to a new one (and
+    /// a new WAL segment).
+    fn make_room(&self, bytes: u64) -> Result<()> {
+        // The common case without the core lock, which background threads
+        // hold while they record a flush or compaction in the manifest: no
+        // error, no pressure, room in the memtable (the active memtable
+        // only changes under `write_lock`, which the caller holds).
+        if !self.bg_failed.load(Ordering::Acquire) {
+            let l0 = self.l0_files.load(Ordering::Acquire);
+            let imms_full = self.immutable_count.load(Ordering::Acquire) >= self.opts.max_immutable_memtables;
+            let mem_bytes = self.super_version.read().mem.approximate_bytes();
+            if l0 < self.opts.l0_stop_trigger
+                && mem_bytes < self.opts.memtable_size_bytes
+                && pressure_steps(&self.opts, l0, mem_bytes, imms_full) == 0
+            {
+                return Ok(());
+            }
+        }
+        let mut delayed = false;
+        let mut stop_start: Option<Instant> = None;
         let mut core = self.core.lock();
         let result = loop {
             if let Err(e) = self.check_writable(&core) {
                 break Err(e);
             }
             let l0 = core.version.levels.first().map_or(0, Vec::len);
-            let mem_full = core.mem.approximate_bytes() >= self.opts.memtable_size_bytes;
+            let mem_bytes = core.mem.approximate_bytes();
+            let mem_full = mem_bytes >= self.opts.memtable_size_bytes;
             let imms_full = core.imms.len() >= self.opts.max_immutable_memtables;
             if l0 >= self.opts.l0_stop_trigger || (mem_full && imms_full) {
-                if stall_start.is_none() {
-                    tracing::warn!(l0_files = l0, immutable_memtables = core.imms.len(), "write stall");
-                    stall_start = Some(Instant::now());
+                if stop_start.is_none() {
+                    tracing::warn!(l0_files = l0, immutable_memtables = core.imms.len(), "write stop");
+                    Counters::add(&self.counters.stops, 1);
+                    stop_start = Some(Instant::now());
                 }
                 self.core_cv.notify_all();
                 self.core_cv.wait_for(&mut core, Duration::from_millis(100));
                 continue;
             }
-            if l0 >= self.opts.l0_slowdown_trigger && !slowed {
-                slowed = true;
-                Counters::add(&self.counters.slowdowns, 1);
-                let t = Instant::now();
-                parking_lot::MutexGuard::unlocked(&mut core, || std::thread::sleep(Duration::from_millis(1)));
-                Counters::add(&self.counters.stall_micros, t.elapsed().as_micros() as u64);
-                continue;
+            if !delayed {
+                delayed = true;
+                let steps = pressure_steps(&self.opts, l0, mem_bytes, imms_full);
+                if steps == 0 {
+                    core.delay_until = None;
+                } else {
+                    let rate = delay_rate(&self.opts, steps);
+                    if let Some(wait) = next_delay(&mut core.delay_until, Instant::now(), rate, bytes) {
+                        Counters::add(&self.counters.slowdowns, 1);
+                        let t = Instant::now();
+                        parking_lot::MutexGuard::unlocked(&mut core, || std::thread::sleep(wait));
+                        let waited = t.elapsed().as_micros() as u64;
+                        Counters::add(&self.counters.stall_micros, waited);
+                        Counters::max(&self.counters.max_stall_micros, waited);
+                        tracing::trace!(l0_files = l0, steps, rate, waited_us = waited, "write delayed");
+                        // The state may have changed while sleeping.
+                        continue;
+                    }
+                }
             }
             if !mem_full {
                 break Ok(());
             }
             break self.switch_memtable(&mut core);
         };
-        if let Some(start) = stall_start {
+        if let Some(start) = stop_start {
             let waited = start.elapsed();
             Counters::add(&self.counters.stall_micros, waited.as_micros() as u64);
-            tracing::info!(waited_ms = waited.as_millis() as u64, "write stall ended");
+            Counters::max(&self.counters.max_stall_micros, waited.as_micros() as u64);
+            tracing::info!(waited_ms = waited.as_millis() as u64, "write stop ended");
         }
         result
     }
@@ -268,7 +309,9 @@ impl Inner {
         };
         let old = std::mem::replace(&mut core.mem, std::sync::Arc::new(Memtable::new(segment)));
         core.imms.push_back(old);
-        self.publish(core);
+        // The old SuperVersion only shares memtables and a version that stay
+        // referenced, so dropping it here frees nothing.
+        drop(self.publish(core));
         self.core_cv.notify_all();
         Ok(())
     }
@@ -298,5 +341,96 @@ impl Inner {
             self.core_cv.wait_for(&mut core, Duration::from_millis(100));
         }
         self.check_writable(&core)
+    }
+}
+
+/// Bytes a batch costs against the delayed write rate: keys and values
+/// plus 16 bytes per entry (sequence number, kind and framing).
+fn write_cost(batch: &WriteBatch) -> u64 {
+    batch.ops().map(|(_, k, v)| (k.len() + v.len() + 16) as u64).sum()
+}
+
+/// Steps of backpressure short of a stop: 0 when writes go at full speed;
+/// one per L0 file from the slowdown trigger on (1 at the trigger); while
+/// every immutable memtable slot is taken, one per quarter of the active
+/// memtable filled (1 at a quarter, 3 at three quarters). The larger of
+/// the two counts.
+pub(crate) fn pressure_steps(opts: &crate::Options, l0_files: usize, mem_bytes: usize, imms_full: bool) -> u32 {
+    let l0_steps = (l0_files + 1).saturating_sub(opts.l0_slowdown_trigger);
+    let mem_steps = if imms_full { mem_bytes.saturating_mul(4) / opts.memtable_size_bytes.max(1) } else { 0 };
+    u32::try_from(l0_steps.max(mem_steps)).unwrap_or(u32::MAX)
+}
+
+/// The delayed write rate in bytes per second at `steps` (>= 1) of
+/// pressure: `delayed_write_rate_bytes`, divided by 4 for each step past
+/// the first, and never below 1 KiB/s.
+pub(crate) fn delay_rate(opts: &crate::Options, steps: u32) -> u64 {
+    let shift = 2 * steps.saturating_sub(1).min(31);
+    (opts.delayed_write_rate_bytes >> shift).max(1024)
+}
+
+/// Longest single delay of one write.
+const MAX_WRITE_DELAY: Duration = Duration::from_millis(100);
+
+/// Admits `bytes` at `rate` bytes per second: `delay_until` is when the
+/// bytes admitted so far have been paid for. Returns how long this write
+/// must sleep (at most [`MAX_WRITE_DELAY`]), or `None` while the debt is
+/// under 1 ms (it is carried to the next write, so a stream of small writes
+/// sleeps once per millisecond of debt instead of never).
+pub(crate) fn next_delay(delay_until: &mut Option<Instant>, now: Instant, rate: u64, bytes: u64) -> Option<Duration> {
+    let cost = Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
+    let start = delay_until.map_or(now, |u| u.max(now));
+    let until = start + cost;
+    *delay_until = Some(until);
+    let owed = until - now;
+    (owed >= Duration::from_millis(1)).then(|| owed.min(MAX_WRITE_DELAY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Options;
+
+    #[test]
+    fn pressure_grows_with_l0_and_a_filling_memtable() {
+        let o = Options::default();
+        let mem = o.memtable_size_bytes;
+        assert_eq!(pressure_steps(&o, 0, mem - 1, false), 0, "a full memtable with a free slot is no pressure");
+        assert_eq!(pressure_steps(&o, 7, 0, false), 0);
+        assert_eq!(pressure_steps(&o, 8, 0, false), 1);
+        assert_eq!(pressure_steps(&o, 11, 0, false), 4);
+        assert_eq!(pressure_steps(&o, 0, mem / 8, true), 0);
+        assert_eq!(pressure_steps(&o, 0, mem / 4, true), 1);
+        assert_eq!(pressure_steps(&o, 0, mem * 3 / 4, true), 3);
+        assert_eq!(pressure_steps(&o, 9, mem * 3 / 4, true), 3);
+    }
+
+    #[test]
+    fn each_step_divides_the_rate_by_four() {
+        let o = Options::default();
+        assert_eq!(delay_rate(&o, 1), 16 << 20);
+        assert_eq!(delay_rate(&o, 2), 4 << 20);
+        assert_eq!(delay_rate(&o, 4), 256 << 10);
+        assert_eq!(delay_rate(&o, 40), 1024);
+    }
+
+    #[test]
+    fn delays_are_paid_in_slices_and_bounded() {
+        let now = Instant::now();
+        let mut until = None;
+        // 100 bytes at 1 MB/s cost 100 µs: carried, not slept.
+        assert_eq!(next_delay(&mut until, now, 1_000_000, 100), None);
+        for _ in 0..8 {
+            assert_eq!(next_delay(&mut until, now, 1_000_000, 100), None);
+        }
+        // The tenth write brings the debt to 1 ms: it sleeps for all of it.
+        assert_eq!(next_delay(&mut until, now, 1_000_000, 100), Some(Duration::from_millis(1)));
+        // A huge write is delayed, but never by more than the cap.
+        assert_eq!(next_delay(&mut until, now, 1_000_000, 1 << 30), Some(MAX_WRITE_DELAY));
+        // Debt from the past is forgiven once the clock has passed it.
+        let mut until = Some(now);
+        let later = now + Duration::from_secs(5);
+        assert_eq!(next_delay(&mut until, later, 1_000_000, 100), None);
+        assert_eq!(until, Some(later + Duration::from_micros(100)));
     }
 }

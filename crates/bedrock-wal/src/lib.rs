@@ -48,6 +48,6 @@ mod writer;
 pub use error::{Error, Result};
 pub use fs::{FaultFs, File, FileBytes, FileSystem, RealFs};
 pub use options::{RecoveryMode, SyncPolicy, WalOptions};
-pub use replay::{replay, ReplayReport};
+pub use replay::{replay, segment_is_sealed, ReplayReport};
 pub use segment::{parse_segment_name, segment_name, segment_path};
 pub use writer::{LogPosition, Wal, WalStats, FSYNC_BATCH_BYTES, FSYNC_BATCH_RECORDS, FSYNC_SECONDS};

@@ -13,8 +13,10 @@ pub enum SyncPolicy {
     /// acknowledged before it is durable, and a power cut loses at most the
     /// last `n` ms of writes.
     EveryMs(u64),
-    /// Never fsync except when a segment is closed; the operating system
-    /// decides. A process crash loses nothing, a power cut may lose a lot.
+    /// Never fsync except to seal a closed segment (see
+    /// [`crate::Wal::seal_before`]: the LSM seals a segment when it flushes
+    /// the memtable whose records it holds); the operating system decides
+    /// the rest. A process crash loses nothing, a power cut may lose a lot.
     Never,
 }
 

@@ -80,6 +80,26 @@ pub fn replay<E: From<Error>>(
     Ok(report)
 }
 
+/// True if segment `id` in `dir` is *sealed*: its valid records run to the
+/// end of the file, with no preallocated zero fill and no damaged tail
+/// after them. A segment that a roll closed is sealed before any later
+/// segment is fsynced (see [`crate::Wal::seal_before`]), so after a crash
+/// an unsealed segment followed by later records means those later records
+/// were never acknowledged as durable. The newest segment is normally
+/// unsealed. A missing segment is reported as unsealed.
+///
+/// # Errors
+/// [`Error::Io`] if the segment cannot be read.
+pub fn segment_is_sealed(fs: &dyn FileSystem, dir: &Path, id: u64, opts: &WalOptions) -> Result<bool, Error> {
+    let path = segment_path(dir, id);
+    if !fs.exists(&path) {
+        return Ok(false);
+    }
+    let data = crate::fs::read_all(fs, &path).map_err(|e| Error::io("read", &path, e))?;
+    let end = record::scan::<()>(&data, opts.max_record_bytes, |_, _| Ok(())).ok();
+    Ok(matches!(end, Some(ScanEnd::Clean { end }) if end == data.len() as u64))
+}
+
 /// True if none of `ids` holds a record (fresh segments created just before
 /// a crash are zero-filled).
 fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, ids: &[u64], opts: &WalOptions) -> Result<bool, Error> {

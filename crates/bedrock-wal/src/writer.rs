@@ -10,10 +10,26 @@
 //! about one fsync per fsync-duration rather than N (the leader/follower
 //! scheme of LevelDB's `DBImpl::Write` and RocksDB's write groups).
 //!
+//! # Sealing
+//! A roll (at a memtable switch, or when a segment is full) only creates
+//! the next segment and remembers the closed one with its end offset: it
+//! does not fsync, so the writer that switches is not held up by a
+//! segment's worth of dirty pages. The closed segment is *sealed* later
+//! (cut to its written length, then `fdatasync`), by whichever comes
+//! first: the next fsync of the log ([`Wal::commit`] under
+//! [`SyncPolicy::Always`], the `EveryMs` thread, [`Wal::sync`]), an
+//! explicit [`Wal::seal_before`] (the LSM's flush thread, before it
+//! records the memtable's SSTable), or [`Wal::purge_before`] (before the
+//! segment is deleted). Segments are sealed in order, before the fsync of
+//! any later segment.
+//!
 //! # Invariants
 //! - `synced <= written` (as [`LogPosition`]s).
-//! - A segment is fully synced before the next one is created, so only
-//!   the newest segment can have an unsynced (torn) tail.
+//! - Every closed segment is sealed before an fsync makes any record of a
+//!   later segment durable, so an acknowledged record never follows a hole:
+//!   a segment that is found unsealed after a crash (zero fill after its
+//!   records) held no acknowledged record past its end, and no later
+//!   segment holds an acknowledged record.
 //! - Once poisoned, no write or sync is attempted again.
 //!
 //! # Metrics
@@ -22,6 +38,7 @@
 //! `fdatasync` duration) and [`FSYNC_BATCH_RECORDS`] / [`FSYNC_BATCH_BYTES`]
 //! (what one fsync made durable, so the group-commit batch size).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -82,6 +99,22 @@ struct Shared {
     synced: Mutex<LogPosition>,
     poison: Mutex<Option<String>>,
     stats: Mutex<WalStats>,
+    /// Closed segments not yet sealed, oldest first.
+    unsealed: Mutex<VecDeque<Closed>>,
+    /// Held while sealing: segments are sealed once each and in order, and
+    /// a caller that finds `unsealed` without a segment knows it is sealed.
+    seal_lock: Mutex<()>,
+    /// The newest segment whose directory entry is known to be durable.
+    dir_synced: Mutex<u64>,
+}
+
+/// A segment that no longer takes appends.
+#[derive(Debug)]
+struct Closed {
+    segment: u64,
+    file: Arc<dyn File>,
+    /// Bytes of records in it (the rest is preallocated zero fill).
+    end: u64,
 }
 
 #[derive(Debug)]
@@ -107,7 +140,7 @@ impl Wal {
         opts.validate()?;
         fs.create_dir_all(dir).map_err(|e| Error::io("create_dir_all", dir, e))?;
         let next = list_segments(&*fs, dir)?.last().map_or(1, |id| id + 1);
-        let (file, allocated) = create_segment(&*fs, dir, next, &opts)?;
+        let (file, allocated) = create_segment(&*fs, dir, next, &opts, true)?;
         let writer = Writer { segment: next, file, offset: 0, allocated, buf: Vec::new() };
         let start = LogPosition { segment: next, offset: 0 };
         let shared = Arc::new(Shared {
@@ -119,6 +152,9 @@ impl Wal {
             synced: Mutex::new(start),
             poison: Mutex::new(None),
             stats: Mutex::new(WalStats::default()),
+            unsealed: Mutex::new(VecDeque::new()),
+            seal_lock: Mutex::new(()),
+            dir_synced: Mutex::new(next),
         });
         let flusher = match shared.opts.sync {
             SyncPolicy::EveryMs(ms) => Some(spawn_flusher(shared.clone(), Duration::from_millis(ms))),
@@ -173,7 +209,9 @@ impl Wal {
     /// Closes the current segment and starts a new one; returns the new
     /// segment's id. Every record appended before the call is in a segment
     /// with a smaller id, which is how the LSM knows which segments a
-    /// memtable's contents live in.
+    /// memtable's contents live in. The closed segment is not synced here
+    /// (see "Sealing" in the module docs): the roll costs a file creation
+    /// and one `fallocate`, not an fsync.
     ///
     /// # Errors
     /// [`Error::Io`] (poisoning the log) or [`Error::Poisoned`].
@@ -183,12 +221,34 @@ impl Wal {
         Ok(w.segment)
     }
 
-    /// Deletes every segment with an id below `segment`, except the one
-    /// being written. Call it once their contents are durable elsewhere.
+    /// Seals every closed segment with an id below `segment`: cuts its
+    /// preallocated zero fill and fsyncs it, oldest first. Segments already
+    /// sealed are skipped, so calling it again is cheap.
     ///
     /// # Errors
-    /// [`Error::Io`] if a file cannot be removed or the directory synced.
+    /// [`Error::Io`] if a truncation, fsync or directory sync fails (which
+    /// poisons the log), or [`Error::Poisoned`].
+    pub fn seal_before(&self, segment: u64) -> Result<()> {
+        match segment.checked_sub(1) {
+            Some(last) => self.shared.seal_through(last),
+            None => Ok(()),
+        }
+    }
+
+    /// Closed segments not sealed yet (see [`Wal::seal_before`]).
+    pub fn unsealed_segments(&self) -> Vec<u64> {
+        self.shared.unsealed.lock().iter().map(|c| c.segment).collect()
+    }
+
+    /// Deletes every segment with an id below `segment`, except the one
+    /// being written, sealing each first. Call it once their contents are
+    /// durable elsewhere.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a segment cannot be sealed or removed or the
+    /// directory synced.
     pub fn purge_before(&self, segment: u64) -> Result<usize> {
+        self.seal_before(segment)?;
         let current = self.shared.writer.lock().segment;
         let dir = &self.shared.dir;
         let mut removed = 0;
@@ -316,6 +376,12 @@ impl Shared {
             let appended = *self.stats.lock();
             (w.file.clone(), LogPosition { segment: w.segment, offset: w.offset }, appended)
         };
+        // Closed segments first, so a durable record never follows a hole.
+        self.seal_through(target.segment.saturating_sub(1))?;
+        if *self.synced.lock() >= pos {
+            return Ok(());
+        }
+        self.sync_dir_through(target.segment)?;
         let started = Instant::now();
         if let Err(e) = file.sync_data() {
             return Err(self.poison(Error::io("sync_data", segment_path(&self.dir, target.segment), e)));
@@ -330,41 +396,82 @@ impl Shared {
         Ok(())
     }
 
+    /// Starts the next segment and queues the current one for sealing.
+    /// Nothing is synced here: see "Sealing" in the module docs.
     fn roll_locked(&self, w: &mut Writer) -> Result<()> {
         self.check_poison()?;
-        let old_path = segment_path(&self.dir, w.segment);
-        // Cut the zero fill so a closed segment's length is its content, and
-        // sync it fully: only the newest segment may ever have a torn tail.
-        let sealed = w.file.set_len(w.offset).and_then(|()| w.file.sync_data());
-        if let Err(e) = sealed {
-            return Err(self.poison(Error::io("sync_data", old_path, e)));
-        }
-        {
-            let mut synced = self.synced.lock();
-            *synced = (*synced).max(LogPosition { segment: w.segment, offset: w.offset });
-        }
         let next = w.segment + 1;
-        let (file, allocated) = create_segment(&*self.fs, &self.dir, next, &self.opts).map_err(|e| self.poison(e))?;
+        let (file, allocated) =
+            create_segment(&*self.fs, &self.dir, next, &self.opts, false).map_err(|e| self.poison(e))?;
+        let old = std::mem::replace(&mut w.file, file);
+        self.unsealed.lock().push_back(Closed { segment: w.segment, file: old, end: w.offset });
         w.segment = next;
-        w.file = file;
         w.offset = 0;
         w.allocated = allocated;
         Ok(())
     }
+
+    /// Seals the closed segments with ids up to `last`, oldest first: cuts
+    /// the zero fill, so a sealed segment's length is its content, then
+    /// fsyncs it (and the directory, if its entry is not durable yet).
+    fn seal_through(&self, last: u64) -> Result<()> {
+        let _sealing = self.seal_lock.lock();
+        loop {
+            let (segment, file, end) = match self.unsealed.lock().front() {
+                Some(c) if c.segment <= last => (c.segment, c.file.clone(), c.end),
+                _ => return Ok(()),
+            };
+            self.check_poison()?;
+            if let Err(e) = file.set_len(end).and_then(|()| file.sync_data()) {
+                return Err(self.poison(Error::io("seal (set_len + sync_data)", segment_path(&self.dir, segment), e)));
+            }
+            self.sync_dir_through(segment)?;
+            self.unsealed.lock().pop_front();
+            self.stats.lock().syncs += 1;
+            let mut synced = self.synced.lock();
+            *synced = (*synced).max(LogPosition { segment, offset: end });
+        }
+    }
+
+    /// Makes the directory entries of every segment up to `segment` durable
+    /// (a segment created by a roll is not synced at creation).
+    fn sync_dir_through(&self, segment: u64) -> Result<()> {
+        let mut done = self.dir_synced.lock();
+        if *done >= segment {
+            return Ok(());
+        }
+        if let Err(e) = self.fs.sync_dir(&self.dir) {
+            return Err(self.poison(Error::io("sync_dir", &self.dir, e)));
+        }
+        *done = segment;
+        Ok(())
+    }
 }
 
-/// Creates segment `id`, preallocates its first chunk, and makes both the
-/// file and its name durable. Returns the file and the bytes allocated.
-fn create_segment(fs: &dyn FileSystem, dir: &Path, id: u64, opts: &WalOptions) -> Result<(Arc<dyn File>, u64)> {
+/// Creates segment `id` and preallocates its first chunk; with `durable`,
+/// also makes both the file and its name durable (on open; a roll leaves
+/// that to the first fsync that needs it). Returns the file and the bytes
+/// allocated.
+fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    id: u64,
+    opts: &WalOptions,
+    durable: bool,
+) -> Result<(Arc<dyn File>, u64)> {
     let path = segment_path(dir, id);
     let file = fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
     let mut allocated = 0;
     if opts.preallocate {
         allocated = opts.preallocate_chunk_bytes.min(opts.segment_size_bytes);
         file.allocate(allocated).map_err(|e| Error::io("fallocate", &path, e))?;
-        file.sync_data().map_err(|e| Error::io("sync_data", &path, e))?;
+        if durable {
+            file.sync_data().map_err(|e| Error::io("sync_data", &path, e))?;
+        }
     }
-    fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
+    if durable {
+        fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
+    }
     Ok((Arc::from(file), allocated))
 }
 

@@ -160,3 +160,79 @@ fn failed_fsync_poisons_the_log() {
     assert!(matches!(wal.append_and_commit(b"refused"), Err(Error::Poisoned(_))), "a failed fsync is never retried");
     assert!(fs.exists(Path::new("wal")));
 }
+
+fn sealed(fs: &FaultFs, id: u64) -> bool {
+    bedrock_wal::segment_is_sealed(fs, Path::new("wal"), id, &small()).unwrap()
+}
+
+/// A log under `SyncPolicy::Never` with one record in its first segment,
+/// rolled once: (the log, the first segment, the second).
+fn rolled_unsynced(fs: &FaultFs) -> (Wal, u64, u64) {
+    let opts = WalOptions { sync: SyncPolicy::Never, ..small() };
+    let wal = Wal::open(Arc::new(fs.clone()), Path::new("wal"), opts).unwrap();
+    let first = wal.position().segment;
+    wal.append(b"one").unwrap();
+    let next = wal.roll().unwrap();
+    (wal, first, next)
+}
+
+#[test]
+fn a_roll_leaves_the_seal_to_later() {
+    let fs = FaultFs::new();
+    let (wal, first, next) = rolled_unsynced(&fs);
+    assert_eq!(wal.unsealed_segments(), vec![first], "the roll does not seal");
+    assert!(!sealed(&fs, first), "zero fill is still there");
+    wal.append(b"two").unwrap();
+    wal.seal_before(next).unwrap();
+    assert!(wal.unsealed_segments().is_empty());
+    assert!(sealed(&fs, first), "sealed: cut to its records");
+    let syncs = wal.stats().syncs;
+    wal.seal_before(next).unwrap();
+    assert_eq!(wal.stats().syncs, syncs, "sealing again is a no-op");
+}
+
+#[test]
+fn a_sync_seals_every_closed_segment_first() {
+    let fs = FaultFs::new();
+    let wal = Wal::open(Arc::new(fs.clone()), Path::new("wal"), small()).unwrap();
+    let first = wal.position().segment;
+    // Appended but not yet committed when the roll happens, as a writer
+    // waiting for the group commit while another switches the memtable.
+    let pos = wal.append(b"in flight").unwrap();
+    wal.roll().unwrap();
+    wal.append_and_commit(b"after the roll").unwrap();
+    assert!(wal.unsealed_segments().is_empty());
+    assert!(sealed(&fs, first));
+    wal.commit(pos).unwrap();
+    // Even in a crash image right now, both records are there.
+    let (got, _) = read_all(&fs.crash(7), &small()).unwrap();
+    assert_eq!(got, vec![b"in flight".to_vec(), b"after the roll".to_vec()]);
+}
+
+#[test]
+fn purge_seals_before_deleting() {
+    use bedrock_wal::fs::{FaultKind, Injection, OpKind};
+    let fs = FaultFs::new();
+    let (wal, first, next) = rolled_unsynced(&fs);
+    fs.inject(Injection { op: OpKind::Sync, path_contains: None, after: 0, kind: FaultKind::Eio, sticky: false });
+    assert!(wal.purge_before(next).is_err(), "the seal failed, so nothing may be deleted");
+    assert!(fs.exists(&segment_path(Path::new("wal"), first)));
+    assert!(wal.is_poisoned());
+}
+
+#[test]
+fn replay_accepts_unsealed_segments() {
+    let fs = FaultFs::new();
+    let opts = WalOptions { sync: SyncPolicy::Never, ..small() };
+    let wal = Wal::open(Arc::new(fs.clone()), Path::new("wal"), opts.clone()).unwrap();
+    let first = wal.position().segment;
+    wal.append(b"one").unwrap();
+    wal.append(b"two").unwrap();
+    wal.roll().unwrap();
+    wal.append(b"three").unwrap();
+    drop(wal);
+    assert!(!sealed(&fs, first), "closed without a seal: zero fill after its records");
+    let (got, report) = read_all(&fs, &opts).unwrap();
+    assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    assert_eq!(report.truncated, None);
+}
