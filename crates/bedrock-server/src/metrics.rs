@@ -87,6 +87,15 @@ fn describe() {
         Unit::Microseconds,
         "Time writers spent stalled or slowed."
     );
+    describe_counter!(
+        "bedrock_write_stops_total",
+        "Writes that waited at a hard stop (L0 stop trigger, or no free memtable)."
+    );
+    describe_gauge!(
+        "bedrock_write_stall_max_microseconds",
+        Unit::Microseconds,
+        "Longest single write stall or delay since open."
+    );
     describe_gauge!("bedrock_raft_term", "Current Raft term.");
     describe_gauge!("bedrock_raft_role", "1 for this node's current Raft role (label role), 0 for the others.");
     describe_gauge!("bedrock_raft_commit_index", "Raft commit index.");
@@ -199,6 +208,8 @@ fn refresh(store: &Store) {
     gauge!("bedrock_write_amplification").set(stats.write_amplification);
     counter!("bedrock_write_stall_microseconds_total").absolute(stats.stall_micros);
     counter!("bedrock_write_slowdowns_total").absolute(stats.slowdowns);
+    counter!("bedrock_write_stops_total").absolute(stats.stops);
+    gauge!("bedrock_write_stall_max_microseconds").set(stats.max_stall_micros as f64);
     counter!("bedrock_block_reads_total").absolute(stats.block_reads);
     counter!("bedrock_bloom_checks_total").absolute(stats.bloom_checks);
     counter!("bedrock_bloom_useful_total").absolute(stats.bloom_useful);

@@ -95,6 +95,8 @@ async fn metrics_cover_requests_wal_engine_and_raft_and_counters_grow() {
         &["bedrock_compaction_read_bytes_total"],
         &["bedrock_compaction_written_bytes_total"],
         &["bedrock_write_stall_microseconds_total"],
+        &["bedrock_write_stops_total"],
+        &["bedrock_write_stall_max_microseconds"],
         &["bedrock_raft_proposals_pending"],
         &["bedrock_raft_snapshots_sent_total"],
     ] {
