@@ -124,7 +124,7 @@ impl Db {
         inner.validate_batch(&batch)?;
         let payload_bytes: u64 = batch.ops().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
         let guard = inner.write_lock.lock();
-        inner.make_room(write_cost(&batch))?;
+        inner.make_room(write_cost(payload_bytes, batch.len()))?;
         if let Err(e) = check(&LatestView { inner }) {
             return Ok(Err(e));
         }
@@ -344,10 +344,11 @@ impl Inner {
     }
 }
 
-/// Bytes a batch costs against the delayed write rate: keys and values
-/// plus 16 bytes per entry (sequence number, kind and framing).
-fn write_cost(batch: &WriteBatch) -> u64 {
-    batch.ops().map(|(_, k, v)| (k.len() + v.len() + 16) as u64).sum()
+/// Bytes a batch of `entries` entries holding `payload_bytes` of keys and
+/// values costs against the delayed write rate: 16 bytes more per entry
+/// (sequence number, kind and framing).
+fn write_cost(payload_bytes: u64, entries: usize) -> u64 {
+    payload_bytes + 16 * entries as u64
 }
 
 /// Steps of backpressure short of a stop: 0 when writes go at full speed;
