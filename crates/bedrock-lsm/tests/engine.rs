@@ -305,6 +305,20 @@ fn present(db: &Db) -> Vec<bool> {
     (0..200).map(|i| db.get(&key(i)).unwrap().is_some()).collect()
 }
 
+/// Opens the log `unsealed_log` wrote after damage to it: a proper prefix
+/// of the 200 writes survives, and the repair is durable (the next open
+/// sees the same prefix).
+fn opens_with_a_prefix_of_the_writes(fs: &FaultFs) {
+    let db = Db::open(rolling_unsynced(fs)).unwrap();
+    let got = present(&db);
+    let survived = got.iter().filter(|p| **p).count();
+    assert!(got[..survived].iter().all(|p| *p), "a prefix of the writes survives: {got:?}");
+    assert!(survived > 0 && survived < 200);
+    drop(db);
+    let db = Db::open(rolling_unsynced(fs)).unwrap();
+    assert_eq!(present(&db), got, "the repair is durable");
+}
+
 #[test]
 fn unsealed_segments_replay_whole() {
     let fs = FaultFs::new();
@@ -328,15 +342,22 @@ fn a_lost_tail_of_an_unsealed_segment_ends_the_log_there() {
     let cut = *starts.last().unwrap();
     bytes[cut..end].fill(0);
     fs.set_contents(&path, bytes).unwrap();
-    let db = Db::open(rolling_unsynced(&fs)).unwrap();
-    let got = present(&db);
-    let survived = got.iter().filter(|p| **p).count();
-    assert!(got[..survived].iter().all(|p| *p), "a prefix of the writes survives: {got:?}");
-    assert!(survived > 0 && survived < 200);
-    drop(db);
-    // The log was repaired: the next open sees the same prefix.
-    let db = Db::open(rolling_unsynced(&fs)).unwrap();
-    assert_eq!(present(&db), got);
+    opens_with_a_prefix_of_the_writes(&fs);
+}
+
+#[test]
+fn a_torn_last_record_of_an_unsealed_segment_ends_the_log_there() {
+    let fs = FaultFs::new();
+    let ids = unsealed_log(&fs);
+    // A power cut wrote the header of the last record of an unsealed
+    // middle segment but not all of its payload, while a later segment's
+    // pages reached the disk.
+    let path = bedrock_wal::segment_path(Path::new("db/wal"), ids[1]);
+    let mut bytes = fs.contents(&path).unwrap();
+    let (_, end) = record_starts(&bytes);
+    bytes[end - 3..end].fill(0);
+    fs.set_contents(&path, bytes).unwrap();
+    opens_with_a_prefix_of_the_writes(&fs);
 }
 
 #[test]

@@ -23,10 +23,12 @@ pub enum SyncPolicy {
 /// What to do with a damaged record found on replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
-    /// A damaged record in the last non-empty segment, with no valid record
-    /// after it, is a torn write from a crash: it is cut off (logged with
-    /// the file and offset) and replay succeeds. Damage anywhere else is
-    /// [`Error::Corruption`]. Default.
+    /// A damaged record with no valid record after it is a torn write from
+    /// a crash, and is cut off (logged with the file and offset) so replay
+    /// succeeds, when it is in the last non-empty segment, or when it is
+    /// followed by zero fill in a segment that was never sealed: then no
+    /// later segment was ever fsynced, and the later segments are removed.
+    /// Damage anywhere else is [`Error::Corruption`]. Default.
     #[default]
     TolerateTornTail,
     /// Any damaged record, even a torn tail, is [`Error::Corruption`].

@@ -123,6 +123,20 @@ fn decode_at(data: &[u8], off: usize, max_record: usize) -> Decoded<'_> {
     Decoded::Record { payload, next: off + HEADER_LEN + len }
 }
 
+/// True if the damaged record at `bad` shows the shape a crash leaves in a
+/// segment that was never sealed: its header is whole and its declared
+/// extent fits in the file, and everything after that extent is zero fill
+/// (at least one byte). A sealed segment ends exactly at its last record
+/// (sealing cuts the zero fill), so this shape cannot come from damage to
+/// a sealed segment's last record unless its length field changed too.
+pub(crate) fn torn_before_zero_fill(data: &[u8], bad: usize) -> bool {
+    let Some(len) = read_u32(data, bad.saturating_add(4)) else { return false };
+    let Some(claimed_end) = bad.checked_add(HEADER_LEN).and_then(|o| o.checked_add(len as usize)) else {
+        return false;
+    };
+    data.get(claimed_end..).is_some_and(|fill| !fill.is_empty() && all_zero(fill))
+}
+
 /// True if a valid record starts anywhere after `bad` (before the zero fill).
 /// Used to tell a torn tail (nothing valid after it) from damage in the
 /// middle of a log. Offsets whose length field cannot fit are skipped

@@ -55,21 +55,35 @@ pub fn replay<E: From<Error>>(
         ends.push(end.clone());
         let ScanEnd::Damaged { offset, reason, tail } = end else { continue };
         let later_all_empty = later_segments_empty(fs, dir, &ids[i + 1..], opts)?;
-        let torn = tail && later_all_empty;
+        // A torn tail with records in later segments: if this segment was
+        // never sealed, no later record was ever made durable by an fsync
+        // (every closed segment is sealed before any later fsync), so the
+        // log ends here, as at the torn tail of the newest segment.
+        let unsealed_torn = tail
+            && !later_all_empty
+            && usize::try_from(offset).is_ok_and(|at| record::torn_before_zero_fill(&data, at));
         match opts.recovery {
-            RecoveryMode::TolerateTornTail if torn => {
+            RecoveryMode::TolerateTornTail if tail && later_all_empty => {
                 tracing::warn!(file = %path.display(), offset, %reason, "WAL: truncating torn tail");
                 truncate(fs, &path, offset)?;
                 report.truncated = Some((path, offset));
             }
+            RecoveryMode::TolerateTornTail if unsealed_torn => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    %reason,
+                    later_segments = ids.len() - i - 1,
+                    "WAL: torn tail of a segment that was never sealed; the log ends here and the later segments, \
+                     never synced, are removed"
+                );
+                end_log_at(fs, dir, &path, offset, &ids[i + 1..])?;
+                report.truncated = Some((path, offset));
+                report.segments.truncate(i + 1);
+            }
             RecoveryMode::PointInTime => {
                 tracing::warn!(file = %path.display(), offset, %reason, "WAL: point-in-time recovery stops here");
-                truncate(fs, &path, offset)?;
-                for &later in &ids[i + 1..] {
-                    let p = segment_path(dir, later);
-                    fs.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
-                }
-                fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
+                end_log_at(fs, dir, &path, offset, &ids[i + 1..])?;
                 report.truncated = Some((path, offset));
                 report.segments.truncate(i + 1);
             }
@@ -117,6 +131,17 @@ fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, ids: &[u64], opts: &Wal
         }
     }
     Ok(true)
+}
+
+/// Ends the log at `offset` of `path`: truncates it there and removes the
+/// `later` segments, then syncs the directory.
+fn end_log_at(fs: &dyn FileSystem, dir: &Path, path: &Path, offset: u64, later: &[u64]) -> Result<(), Error> {
+    truncate(fs, path, offset)?;
+    for &id in later {
+        let p = segment_path(dir, id);
+        fs.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
+    }
+    fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))
 }
 
 fn truncate(fs: &dyn FileSystem, path: &Path, offset: u64) -> Result<(), Error> {

@@ -2,13 +2,16 @@
 //!
 //! # Group commit
 //! Appends are serialized by the `writer` mutex and only `pwrite` into the
-//! current segment. A writer that must wait for durability then takes the
-//! `sync_lock`; if a previous holder already synced past its record it
-//! returns at once, otherwise it becomes the leader and fsyncs everything
-//! written so far, on behalf of every writer queued behind it. While one
-//! fsync runs, the next batch accumulates, so N concurrent writers need
-//! about one fsync per fsync-duration rather than N (the leader/follower
-//! scheme of LevelDB's `DBImpl::Write` and RocksDB's write groups).
+//! current segment. A writer that must wait for durability returns at once
+//! if an fsync already covered its record; otherwise, if no fsync is
+//! running, it becomes the leader and fsyncs everything written so far,
+//! on behalf of every writer behind it; if one is running, it waits for
+//! it (a condition variable) and checks again. The leader holds no lock
+//! during its fsync, so when it finishes every writer it covered returns
+//! together, and the next batch, appended meanwhile, gets the next fsync:
+//! N concurrent writers need about one fsync per fsync duration rather
+//! than N (the leader/follower scheme of LevelDB's `DBImpl::Write` and
+//! RocksDB's write groups).
 //!
 //! # Sealing
 //! A roll (at a memtable switch, or when a segment is full) only creates
@@ -45,7 +48,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::fs::{File, FileSystem};
 use crate::segment::{list_segments, segment_path};
@@ -93,9 +96,10 @@ struct Shared {
     dir: PathBuf,
     opts: WalOptions,
     writer: Mutex<Writer>,
-    /// Held by the group-commit leader; remembers the counters at the
-    /// last fsync so the next one can report its batch size.
-    sync_lock: Mutex<WalStats>,
+    /// Who leads the group commit; followers wait on `sync_done`.
+    sync_lock: Mutex<SyncLeader>,
+    /// Signalled when a group-commit leader finishes (or fails).
+    sync_done: Condvar,
     synced: Mutex<LogPosition>,
     poison: Mutex<Option<String>>,
     stats: Mutex<WalStats>,
@@ -106,6 +110,16 @@ struct Shared {
     seal_lock: Mutex<()>,
     /// The newest segment whose directory entry is known to be durable.
     dir_synced: Mutex<u64>,
+}
+
+/// Group-commit state, under `Shared::sync_lock`.
+#[derive(Debug, Default)]
+struct SyncLeader {
+    /// A leader is fsyncing; the lock is not held meanwhile.
+    in_progress: bool,
+    /// The counters at the last fsync, so the next one can report its
+    /// batch size.
+    last: WalStats,
 }
 
 /// A segment that no longer takes appends.
@@ -148,7 +162,8 @@ impl Wal {
             dir: dir.to_path_buf(),
             opts,
             writer: Mutex::new(writer),
-            sync_lock: Mutex::new(WalStats::default()),
+            sync_lock: Mutex::new(SyncLeader::default()),
+            sync_done: Condvar::new(),
             synced: Mutex::new(start),
             poison: Mutex::new(None),
             stats: Mutex::new(WalStats::default()),
@@ -366,11 +381,38 @@ impl Shared {
 
     /// Group commit: see the module docs.
     fn sync_to(&self, pos: LogPosition) -> Result<()> {
-        let mut last_sync = self.sync_lock.lock();
-        self.check_poison()?;
-        if *self.synced.lock() >= pos {
-            return Ok(());
+        let mut leader = self.sync_lock.lock();
+        loop {
+            self.check_poison()?;
+            if *self.synced.lock() >= pos {
+                return Ok(());
+            }
+            if !leader.in_progress {
+                break;
+            }
+            // The running fsync may not cover `pos`; wait for it, then
+            // either return or lead the next one.
+            self.sync_done.wait(&mut leader);
         }
+        leader.in_progress = true;
+        let last = leader.last;
+        drop(leader);
+        let result = self.sync_as_leader(last);
+        let mut leader = self.sync_lock.lock();
+        leader.in_progress = false;
+        if let Ok(appended) = &result {
+            leader.last = *appended;
+        }
+        drop(leader);
+        self.sync_done.notify_all();
+        result.map(drop)
+    }
+
+    /// The leader's fsync, without `sync_lock` held so that followers can
+    /// queue (and writers append) meanwhile: seals closed segments, then
+    /// fsyncs the current one up to what was written when it started, and
+    /// raises `synced`. Returns the counters as of that point.
+    fn sync_as_leader(&self, last: WalStats) -> Result<WalStats> {
         let (file, target, appended) = {
             let w = self.writer.lock();
             let appended = *self.stats.lock();
@@ -378,8 +420,8 @@ impl Shared {
         };
         // Closed segments first, so a durable record never follows a hole.
         self.seal_through(target.segment.saturating_sub(1))?;
-        if *self.synced.lock() >= pos {
-            return Ok(());
+        if *self.synced.lock() >= target {
+            return Ok(last);
         }
         self.sync_dir_through(target.segment)?;
         let started = Instant::now();
@@ -387,13 +429,12 @@ impl Shared {
             return Err(self.poison(Error::io("sync_data", segment_path(&self.dir, target.segment), e)));
         }
         metrics::histogram!(FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(FSYNC_BATCH_RECORDS).record((appended.records - last_sync.records) as f64);
-        metrics::histogram!(FSYNC_BATCH_BYTES).record((appended.bytes_written - last_sync.bytes_written) as f64);
-        *last_sync = appended;
+        metrics::histogram!(FSYNC_BATCH_RECORDS).record((appended.records - last.records) as f64);
+        metrics::histogram!(FSYNC_BATCH_BYTES).record((appended.bytes_written - last.bytes_written) as f64);
         self.stats.lock().syncs += 1;
         let mut synced = self.synced.lock();
         *synced = (*synced).max(target);
-        Ok(())
+        Ok(appended)
     }
 
     /// Starts the next segment and queues the current one for sealing.

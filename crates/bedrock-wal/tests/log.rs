@@ -236,3 +236,68 @@ fn replay_accepts_unsealed_segments() {
     assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
     assert_eq!(report.truncated, None);
 }
+
+/// A log under `SyncPolicy::Never`: "one" and "two" in the first segment,
+/// "three" in the second; the first segment is sealed if `seal`. Returns
+/// the first segment's path and the byte range of "two" in it.
+fn two_segments(fs: &FaultFs, seal: bool) -> (std::path::PathBuf, std::ops::Range<usize>, std::path::PathBuf) {
+    let (wal, first, next) = rolled_unsynced(fs);
+    drop(wal);
+    let path = segment_path(Path::new("wal"), first);
+    let start = fs.contents(&path).unwrap().iter().rposition(|&b| b != 0).unwrap() + 1;
+    // The roll left "one" alone in `first`, with zero fill after it;
+    // write "two" after it as the log would have, then "three" into the
+    // next segment.
+    let mut bytes = fs.contents(&path).unwrap();
+    let mut record = Vec::new();
+    bedrock_wal::record::encode(b"two", &mut record);
+    bytes.resize(bytes.len().max(start + record.len() + 64), 0);
+    bytes[start..start + record.len()].copy_from_slice(&record);
+    let end = start + record.len();
+    if seal {
+        bytes.truncate(end);
+    }
+    fs.set_contents(&path, bytes).unwrap();
+    let mut three = Vec::new();
+    bedrock_wal::record::encode(b"three", &mut three);
+    let later = segment_path(Path::new("wal"), next);
+    fs.set_contents(&later, three).unwrap();
+    (path, start..end, later)
+}
+
+#[test]
+fn a_torn_record_in_an_unsealed_segment_ends_the_log_there() {
+    let fs = FaultFs::new();
+    let (path, two, later) = two_segments(&fs, false);
+    let (got, _) = read_all(&fs, &small()).unwrap();
+    assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()], "intact, all three replay");
+
+    // The crash wrote the header of "two" but not the end of its payload;
+    // the zero fill after it shows the segment was never sealed, so
+    // "three" (in a later segment) was never fsynced either.
+    let mut bytes = fs.contents(&path).unwrap();
+    bytes[two.end - 2..two.end].fill(0);
+    fs.set_contents(&path, bytes).unwrap();
+    let (got, report) = read_all(&fs, &small()).unwrap();
+    assert_eq!(got, vec![b"one".to_vec()]);
+    assert_eq!(report.truncated, Some((path.clone(), two.start as u64)));
+    assert_eq!(report.segments.len(), 1, "{:?}", report.segments);
+    assert!(!fs.exists(&later), "the later segment, never synced, is removed");
+    let (again, report) = read_all(&fs, &small()).unwrap();
+    assert_eq!((again, report.truncated), (vec![b"one".to_vec()], None), "the repair is durable");
+}
+
+#[test]
+fn damage_to_the_last_record_of_a_sealed_segment_is_corruption() {
+    let fs = FaultFs::new();
+    let (path, two, later) = two_segments(&fs, true);
+    let mut bytes = fs.contents(&path).unwrap();
+    assert_eq!(bytes.len(), two.end, "sealed: the file ends at its last record");
+    bytes[two.end - 1] ^= 0x40;
+    fs.set_contents(&path, bytes).unwrap();
+    match read_all(&fs, &small()) {
+        Err(Error::Corruption { path: p, offset, .. }) => assert_eq!((p, offset), (path, two.start as u64)),
+        other => panic!("a sealed segment's damaged record must not end the log quietly: {other:?}"),
+    }
+    assert!(fs.exists(&later), "nothing is removed");
+}
