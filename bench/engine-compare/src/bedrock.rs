@@ -98,7 +98,11 @@ impl Engine for Bedrock {
         let settled = wait_quiet(max_wait, || {
             let s = self.db.stats();
             let l0 = s.levels.first().map_or(0, |l| l.files);
-            let quiet = l0 < trigger && s.immutable_memtables == 0 && s.compactions == last;
+            let quiet = l0 < trigger
+                && s.immutable_memtables == 0
+                && s.running_compactions == 0
+                && !s.compaction_pending
+                && s.compactions == last;
             last = s.compactions;
             Ok(quiet)
         })?;

@@ -113,6 +113,11 @@ fn scores(opts: &Options, core: &Core) -> Vec<(f64, usize)> {
     out
 }
 
+/// True if some level's score is >= 1.
+pub(crate) fn compaction_due(opts: &Options, core: &Core) -> bool {
+    !scores(opts, core).is_empty()
+}
+
 /// Picks the most urgent compaction that does not collide with one in
 /// progress, if any level's score is >= 1.
 pub(crate) fn pick(opts: &Options, core: &Core) -> Option<Compaction> {

@@ -371,6 +371,11 @@ impl Inner {
             snapshots: self.snapshots.len(),
             ..DbStats::default()
         };
+        {
+            let core = self.core.lock();
+            s.running_compactions = core.running.len();
+            s.compaction_pending = !core.running.is_empty() || crate::compaction::compaction_due(&self.opts, &core);
+        }
         let written = s.wal_bytes_written + s.flush_bytes_written + s.compaction_bytes_written;
         if s.user_bytes_written > 0 {
             s.write_amplification = written as f64 / s.user_bytes_written as f64;

@@ -67,6 +67,13 @@ pub struct DbStats {
     pub memtable_bytes: u64,
     /// Immutable memtables waiting for flush.
     pub immutable_memtables: usize,
+    /// Compactions running now.
+    pub running_compactions: usize,
+    /// True if some level's compaction score is at least 1, so a
+    /// compaction is due (running or waiting for a thread); RocksDB's
+    /// `rocksdb.compaction-pending`. With it false, no compaction is
+    /// running and the tree is in its settled shape.
+    pub compaction_pending: bool,
     /// Microseconds writers spent delayed or stopped by backpressure.
     pub stall_micros: u64,
     /// Delays: times a write slept because L0 was at or past the slowdown

@@ -79,6 +79,8 @@ fn describe() {
     describe_gauge!("bedrock_memtable_bytes", Unit::Bytes, "Bytes in the active memtable (approximate).");
     describe_gauge!("bedrock_immutable_memtables", "Immutable memtables waiting for flush.");
     describe_gauge!("bedrock_level_files", "SSTables per level.");
+    describe_gauge!("bedrock_running_compactions", "Compactions running now.");
+    describe_gauge!("bedrock_compaction_pending", "1 if some level's compaction score is at least 1, else 0.");
     describe_gauge!("bedrock_level_bytes", Unit::Bytes, "SSTable bytes per level.");
     describe_counter!("bedrock_compaction_read_bytes_total", Unit::Bytes, "Bytes compactions read.");
     describe_counter!("bedrock_compaction_written_bytes_total", Unit::Bytes, "Bytes compactions wrote.");
@@ -205,6 +207,8 @@ fn refresh(store: &Store) {
     counter!("bedrock_compaction_read_bytes_total").absolute(stats.compaction_bytes_read);
     counter!("bedrock_compaction_written_bytes_total").absolute(stats.compaction_bytes_written);
     counter!("bedrock_compactions_total").absolute(stats.compactions);
+    gauge!("bedrock_running_compactions").set(stats.running_compactions as f64);
+    gauge!("bedrock_compaction_pending").set(if stats.compaction_pending { 1.0 } else { 0.0 });
     gauge!("bedrock_write_amplification").set(stats.write_amplification);
     counter!("bedrock_write_stall_microseconds_total").absolute(stats.stall_micros);
     counter!("bedrock_write_slowdowns_total").absolute(stats.slowdowns);
