@@ -215,6 +215,15 @@ fn run_child(engine_name: &str, group: &str, rep: usize) -> Result<Vec<Cell>> {
         .collect()
 }
 
+/// `sync(1)`: writes every dirty page of every file system back to disk.
+/// Best effort (the run goes on if it fails, and says so).
+fn settle_page_cache() {
+    match Command::new("sync").status() {
+        Ok(status) if status.success() => {}
+        other => eprintln!("  warning: sync before the next cell failed: {other:?}"),
+    }
+}
+
 fn run_parent(args: &Args) -> Result<()> {
     let engines = args.engines()?;
     let cfg = args.run_config()?;
@@ -235,7 +244,14 @@ fn run_parent(args: &Args) -> Result<()> {
     let mut rss: BTreeMap<String, u64> = BTreeMap::new();
     for rep in 0..args.repeat {
         for group in &groups {
-            for e in &engines {
+            // Each repetition starts with the next engine, so no engine
+            // always runs right after the same other one.
+            let mut order = engines.clone();
+            order.rotate_left(rep % engines.len().max(1));
+            for e in &order {
+                // Write back what the previous cell left dirty in the page
+                // cache, so its writeback does not land on this cell.
+                settle_page_cache();
                 eprintln!("[{:>5.0}s] rep {} group {group} engine {e}", started.elapsed().as_secs_f64(), rep + 1);
                 let got =
                     if args.in_process { run_cell_group(args, e, group, rep)? } else { run_child(e, group, rep)? };

@@ -1,6 +1,6 @@
 //! Bedrock's LSM-tree storage engine.
 //!
-//! A [`Db`] keeps recent writes in a memtable (a concurrent skip list),
+//! A [`Db`] keeps recent writes in a memtable (a skip list in an arena),
 //! logs them to the write-ahead log (`bedrock-wal`) before acknowledging,
 //! flushes full memtables to level-0 SSTables (`bedrock-sstable`), and
 //! compacts levels in the background (leveled, picked by score like
