@@ -338,7 +338,9 @@ impl Memtable {
         let mut level = self.max_height.load(AtomicOrdering::Relaxed) - 1;
         loop {
             match self.next(node, level) {
-                Some(n) if compare_internal_keys(n.key(), target).is_lt() || (inclusive && n.key() == target) => node = n,
+                Some(n) if compare_internal_keys(n.key(), target).is_lt() || (inclusive && n.key() == target) => {
+                    node = n
+                }
                 _ if level == 0 => return (node != self.head).then_some(node),
                 _ => level -= 1,
             }
