@@ -41,7 +41,9 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-use bedrock_sstable::{compare_internal_keys, decode_internal_key, encode_internal_key, ValueKind, TRAILER_LEN};
+use bedrock_sstable::{
+    compare_internal_keys, decode_internal_key, encode_internal_key, internal_key_trailer, ValueKind, TRAILER_LEN,
+};
 use parking_lot::Mutex;
 
 use crate::batch::WriteBatch;
@@ -366,11 +368,8 @@ impl Memtable {
     pub(crate) fn apply(&self, batch: &WriteBatch, seq: u64) {
         let mut writer = self.writer.lock();
         let mut added = 0;
-        let mut trailer = Vec::with_capacity(TRAILER_LEN);
         for (kind, key, value) in batch.ops().rev() {
-            trailer.clear();
-            encode_internal_key(&[], seq, kind, &mut trailer);
-            added += self.insert(&mut writer, &[key, &trailer], value);
+            added += self.insert(&mut writer, &[key, &internal_key_trailer(seq, kind)], value);
         }
         self.used_bytes.fetch_add(added, AtomicOrdering::Relaxed);
         self.max_seq.fetch_max(seq, AtomicOrdering::Release);

@@ -50,6 +50,13 @@ fn pack_trailer(seq: u64, kind: ValueKind) -> u64 {
     (seq.min(MAX_SEQUENCE) << 8) | u64::from(kind as u8)
 }
 
+/// The 8-byte trailer of an internal key for (`seq`, `kind`): the u64
+/// little-endian `seq << 8 | kind`, with `seq` clamped to
+/// [`MAX_SEQUENCE`]. An internal key is the user key followed by it.
+pub fn internal_key_trailer(seq: u64, kind: ValueKind) -> [u8; TRAILER_LEN] {
+    pack_trailer(seq, kind).to_le_bytes()
+}
+
 /// Appends the internal key for (`user_key`, `seq`, `kind`) to `out`:
 /// `user_key` then the u64 little-endian trailer `seq << 8 | kind`.
 ///
@@ -58,7 +65,7 @@ fn pack_trailer(seq: u64, kind: ValueKind) -> u64 {
 pub fn encode_internal_key(user_key: &[u8], seq: u64, kind: ValueKind, out: &mut Vec<u8>) {
     out.reserve(user_key.len().saturating_add(TRAILER_LEN));
     out.extend_from_slice(user_key);
-    out.extend_from_slice(&pack_trailer(seq, kind).to_le_bytes());
+    out.extend_from_slice(&internal_key_trailer(seq, kind));
 }
 
 /// Splits `ikey` into its user key and raw trailer, or `None` if it is

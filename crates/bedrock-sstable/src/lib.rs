@@ -128,6 +128,9 @@ pub use error::{Error, Result};
 pub use filter::theoretical_false_positive_rate;
 pub use format::{BLOCK_TRAILER_LEN, FOOTER_LEN, FORMAT_VERSION, MAGIC};
 pub use iter::TableIter;
-pub use key::{compare_internal_keys, decode_internal_key, encode_internal_key, ValueKind, MAX_SEQUENCE, TRAILER_LEN};
+pub use key::{
+    compare_internal_keys, decode_internal_key, encode_internal_key, internal_key_trailer, ValueKind, MAX_SEQUENCE,
+    TRAILER_LEN,
+};
 pub use options::{Compression, TableOptions, MAX_BLOCK_SIZE_BYTES, MAX_BLOOM_BITS_PER_KEY};
 pub use table::{Table, TableStats};
