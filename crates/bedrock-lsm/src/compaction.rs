@@ -2,11 +2,12 @@
 //! the next level, and dropping versions no reader can see.
 //!
 //! Score of L0 = file count / `l0_compaction_trigger`; score of level n >= 1
-//! = bytes / target(n), where target(1) = `max_bytes_for_level_base` and
-//! each level is `level_size_multiplier` times the one above. The level
-//! with the highest score >= 1 is compacted: all of L0 (its files overlap)
-//! or one file of level n chosen round-robin, together with the
-//! overlapping files of the next level.
+//! = bytes / target(n) (see [`LevelTargets`]: fixed targets growing from
+//! L1 down, or RocksDB's dynamic targets sized from the last level up).
+//! The level with the highest score >= 1 is compacted: all of L0 (its
+//! files overlap) into the base level, or one file of level n chosen
+//! round-robin into level n + 1, together with the overlapping files of
+//! the output level.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,11 +33,92 @@ pub(crate) struct Running {
 
 static NEXT_COMPACTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Level size targets in effect for one version.
+///
+/// Fixed (`dynamic_level_bytes` false): target(n) =
+/// `max_bytes_for_level_base * level_size_multiplier^(n-1)`, base level 1.
+///
+/// Dynamic (RocksDB's `level_compaction_dynamic_level_bytes`, see
+/// `VersionStorageInfo::CalculateBaseBytes`): the last level's target is
+/// the largest level's size (at least `max_bytes_for_level_base`); each
+/// level above is `level_size_multiplier` times smaller, up to the first
+/// one whose target is at most `max_bytes_for_level_base`: that is the
+/// base level, where L0 compacts to. Levels between L0 and the base level
+/// have target 0 and are kept empty.
+#[derive(Debug, Clone)]
+pub(crate) struct LevelTargets {
+    /// Bytes per level, L0 first.
+    sizes: Vec<u64>,
+    targets: Vec<u64>,
+    base_level: usize,
+}
+
+impl LevelTargets {
+    pub(crate) fn new(opts: &Options, v: &crate::version::Version) -> Self {
+        Self::from_sizes(opts, (0..v.levels.len()).map(|l| v.level_bytes(l)).collect())
+    }
+
+    /// The targets for levels holding `sizes` bytes (L0 first).
+    fn from_sizes(opts: &Options, sizes: Vec<u64>) -> Self {
+        let last = sizes.len().saturating_sub(1);
+        let mut targets = vec![0; sizes.len()];
+        if !opts.dynamic_level_bytes {
+            for (level, t) in targets.iter_mut().enumerate().skip(1) {
+                *t = opts.level_target_bytes(level);
+            }
+            return LevelTargets { sizes, targets, base_level: 1.min(last) };
+        }
+        let largest = sizes.iter().skip(1).copied().max().unwrap_or(0).max(opts.max_bytes_for_level_base);
+        let mut level = last;
+        let mut target = largest;
+        if let Some(t) = targets.get_mut(level) {
+            *t = target;
+        }
+        while level > 1 && target > opts.max_bytes_for_level_base {
+            level -= 1;
+            target /= opts.level_size_multiplier;
+            if let Some(t) = targets.get_mut(level) {
+                *t = target;
+            }
+        }
+        LevelTargets { sizes, targets, base_level: level }
+    }
+
+    /// Target bytes of `level` (0 for L0 and for levels kept empty).
+    pub(crate) fn target(&self, level: usize) -> u64 {
+        self.targets.get(level).copied().unwrap_or(0)
+    }
+
+    fn size(&self, level: usize) -> u64 {
+        self.sizes.get(level).copied().unwrap_or(0)
+    }
+
+    /// The level L0 compacts into: the base level, or a level above it
+    /// that still holds data (newer data must stay above older data, so
+    /// L0 may only skip empty levels).
+    fn l0_output(&self) -> usize {
+        (1..self.base_level).find(|&l| self.size(l) > 0).unwrap_or(self.base_level)
+    }
+
+    /// Compaction score of level `level >= 1`: bytes / target; a level
+    /// above the base level that holds data scores at least 1, so it is
+    /// drained into the next one.
+    fn score(&self, level: usize) -> f64 {
+        let bytes = self.size(level) as f64;
+        if level < self.base_level {
+            return if bytes == 0.0 { 0.0 } else { (bytes / self.target(self.base_level).max(1) as f64).max(1.0) };
+        }
+        bytes / self.target(level).max(1) as f64
+    }
+}
+
 /// A chosen compaction.
 #[derive(Debug)]
 pub(crate) struct Compaction {
     pub(crate) id: u64,
     pub(crate) level: usize,
+    /// Where the outputs go: `level + 1`, or the base level for L0.
+    pub(crate) output_level: usize,
     pub(crate) inputs: Vec<Arc<FileMeta>>,
     pub(crate) next_inputs: Vec<Arc<FileMeta>>,
     /// No level below the output holds any key of the compaction's range,
@@ -91,19 +173,19 @@ impl Compaction {
     pub(crate) fn running(&self) -> Running {
         let files = self.inputs.iter().chain(&self.next_inputs).map(|f| f.number).collect();
         let (lo, hi) = key_range(self.inputs.iter().chain(&self.next_inputs)).unwrap_or_default();
-        Running { id: self.id, files, output_level: self.level + 1, lo, hi, from_l0: self.level == 0 }
+        Running { id: self.id, files, output_level: self.output_level, lo, hi, from_l0: self.level == 0 }
     }
 }
 
 /// Levels whose score is >= 1, most urgent first.
-fn scores(opts: &Options, core: &Core) -> Vec<(f64, usize)> {
+fn scores(opts: &Options, core: &Core, targets: &LevelTargets) -> Vec<(f64, usize)> {
     let v = &core.version;
     let mut out = Vec::new();
     for level in 0..v.levels.len().saturating_sub(1) {
         let score = if level == 0 {
             v.levels.first().map_or(0, Vec::len) as f64 / opts.l0_compaction_trigger as f64
         } else {
-            v.level_bytes(level) as f64 / opts.level_target_bytes(level) as f64
+            targets.score(level)
         };
         if score >= 1.0 {
             out.push((score, level));
@@ -115,16 +197,20 @@ fn scores(opts: &Options, core: &Core) -> Vec<(f64, usize)> {
 
 /// True if some level's score is >= 1.
 pub(crate) fn compaction_due(opts: &Options, core: &Core) -> bool {
-    !scores(opts, core).is_empty()
+    !scores(opts, core, &LevelTargets::new(opts, &core.version)).is_empty()
 }
 
 /// Picks the most urgent compaction that does not collide with one in
 /// progress, if any level's score is >= 1.
 pub(crate) fn pick(opts: &Options, core: &Core) -> Option<Compaction> {
-    scores(opts, core).into_iter().find_map(|(_, level)| pick_level(core, level))
+    let targets = LevelTargets::new(opts, &core.version);
+    scores(opts, core, &targets).into_iter().find_map(|(_, level)| {
+        let output_level = if level == 0 { targets.l0_output() } else { level + 1 };
+        pick_level(core, level, output_level)
+    })
 }
 
-fn pick_level(core: &Core, level: usize) -> Option<Compaction> {
+fn pick_level(core: &Core, level: usize, output_level: usize) -> Option<Compaction> {
     let v = &core.version;
     let busy = |f: &Arc<FileMeta>| core.running.iter().any(|r| r.files.contains(&f.number));
     let inputs: Vec<Arc<FileMeta>> = if level == 0 {
@@ -140,18 +226,18 @@ fn pick_level(core: &Core, level: usize) -> Option<Compaction> {
         vec![chosen.clone()]
     };
     let (lo, hi) = key_range(&inputs)?;
-    let next_inputs = v.overlapping(level + 1, &lo, &hi);
+    let next_inputs = v.overlapping(output_level, &lo, &hi);
     if next_inputs.iter().any(busy) {
         return None;
     }
     let (lo, hi) = key_range(inputs.iter().chain(&next_inputs))?;
-    let collides = core.running.iter().any(|r| r.output_level == level + 1 && r.lo <= hi && lo <= r.hi);
+    let collides = core.running.iter().any(|r| r.output_level == output_level && r.lo <= hi && lo <= r.hi);
     if collides {
         return None;
     }
-    let bottommost = (level + 2..v.levels.len()).all(|l| v.overlapping(l, &lo, &hi).is_empty());
+    let bottommost = (output_level + 1..v.levels.len()).all(|l| v.overlapping(l, &lo, &hi).is_empty());
     let id = NEXT_COMPACTION_ID.fetch_add(1, Ordering::Relaxed);
-    Some(Compaction { id, level, inputs, next_inputs, bottommost })
+    Some(Compaction { id, level, output_level, inputs, next_inputs, bottommost })
 }
 
 fn key_range<'a>(files: impl IntoIterator<Item = &'a Arc<FileMeta>>) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -169,7 +255,7 @@ fn key_range<'a>(files: impl IntoIterator<Item = &'a Arc<FileMeta>>) -> Option<(
 /// Runs `c`: merges its inputs into new files of the next level, logs the
 /// edit, installs the new version and deletes the inputs.
 pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
-    let output_level = c.level + 1;
+    let output_level = c.output_level;
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
     for f in c.inputs.iter().rev() {
         children.push(Box::new(Table::iter(&f.table)));
@@ -290,7 +376,55 @@ fn finish_output(inner: &Inner, number: u64, builder: TableBuilder) -> Result<Ar
 
 #[cfg(test)]
 mod tests {
-    use super::VersionFilter;
+    const MIB: u64 = 1 << 20;
+
+    fn dynamic() -> Options {
+        Options { max_bytes_for_level_base: 256 * MIB, level_size_multiplier: 10, ..Options::with_dir("db") }
+    }
+
+    #[test]
+    fn fixed_targets_grow_from_level_1() {
+        let opts = Options { dynamic_level_bytes: false, ..dynamic() };
+        let t = LevelTargets::from_sizes(&opts, vec![0; 7]);
+        assert_eq!(
+            (0..7).map(|l| t.target(l)).collect::<Vec<_>>(),
+            [0, 256, 2560, 25600, 256000, 2560000, 25600000].map(|m| m * MIB)
+        );
+        assert_eq!(t.l0_output(), 1);
+    }
+
+    #[test]
+    fn a_small_database_lives_in_the_last_level() {
+        let t = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 0, 0, 0, 100 * MIB]);
+        assert_eq!(t.l0_output(), 6);
+        assert_eq!(t.target(6), 256 * MIB);
+        assert_eq!((1..6).map(|l| t.target(l)).sum::<u64>(), 0);
+        assert!(t.score(6) < 1.0);
+    }
+
+    #[test]
+    fn dynamic_targets_shrink_from_the_largest_level_up_to_the_base() {
+        // 7 GB at the bottom: L6 7000, L5 700, L4 70 MiB (the first target
+        // at most 256 MiB, so the base level); L1-L3 stay empty.
+        let t = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 0, 30 * MIB, 500 * MIB, 7000 * MIB]);
+        assert_eq!((0..7).map(|l| t.target(l) / MIB).collect::<Vec<_>>(), [0, 0, 0, 0, 70, 700, 7000]);
+        assert_eq!(t.l0_output(), 4);
+        assert!(t.score(4) < 1.0 && t.score(5) < 1.0);
+        let over = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 0, 140 * MIB, 500 * MIB, 7000 * MIB]);
+        assert_eq!(over.score(4), 2.0);
+    }
+
+    #[test]
+    fn data_above_the_base_level_is_drained_and_l0_may_not_skip_it() {
+        // A database written with fixed targets: data in L1 and L2.
+        let t = LevelTargets::from_sizes(&dynamic(), vec![0, 200 * MIB, 1000 * MIB, 0, 0, 0, 0]);
+        assert_eq!(t.base_level, 5, "the largest level, 1000 MiB, is taken as the last level's size: L5 100 MiB");
+        assert_eq!(t.l0_output(), 1, "L0 goes to L1, the first level holding data, not past it");
+        assert!(t.score(1) >= 1.0 && t.score(2) >= 1.0, "both are drained");
+        assert_eq!(t.score(3), 0.0);
+    }
+
+    use super::{LevelTargets, Options, VersionFilter};
 
     #[test]
     fn keeps_only_newest_per_stripe() {

@@ -371,17 +371,22 @@ impl Inner {
             snapshots: self.snapshots.len(),
             ..DbStats::default()
         };
-        {
+        let targets = {
             let core = self.core.lock();
             s.running_compactions = core.running.len();
             s.compaction_pending = !core.running.is_empty() || crate::compaction::compaction_due(&self.opts, &core);
-        }
+            crate::compaction::LevelTargets::new(&self.opts, &core.version)
+        };
         let written = s.wal_bytes_written + s.flush_bytes_written + s.compaction_bytes_written;
         if s.user_bytes_written > 0 {
             s.write_amplification = written as f64 / s.user_bytes_written as f64;
         }
-        for files in &sv.version.levels {
-            s.levels.push(LevelStats { files: files.len(), bytes: files.iter().map(|f| f.size).sum() });
+        for (level, files) in sv.version.levels.iter().enumerate() {
+            s.levels.push(LevelStats {
+                files: files.len(),
+                bytes: files.iter().map(|f| f.size).sum(),
+                target_bytes: targets.target(level),
+            });
             for f in files {
                 let t = f.table.stats();
                 s.block_reads += t.block_reads;

@@ -69,8 +69,25 @@ pub struct Options {
     /// 16 KiB/s.
     pub delayed_write_rate_bytes: u64,
     /// Target size of level 1 in bytes; level n+1 targets `level_size_multiplier`
-    /// times level n. Default: 256 MiB. Minimum: 1 MiB.
+    /// times level n. With [`Options::dynamic_level_bytes`], the upper
+    /// bound of the *base* level's target instead. Default: 256 MiB.
+    /// Minimum: 1 MiB.
     pub max_bytes_for_level_base: u64,
+    /// Size level targets from the bottom up, as RocksDB's
+    /// `level_compaction_dynamic_level_bytes` (its default since 8.4):
+    /// the last level's target is the size of the largest level, each
+    /// level above is `level_size_multiplier` times smaller, and levels
+    /// whose target would fall below `max_bytes_for_level_base /
+    /// level_size_multiplier` stay empty. L0 compacts into the highest
+    /// level in use (the *base level*), so a small database lives in the
+    /// last level, about 90% of a large one is in the last level, and each
+    /// byte is rewritten fewer times than with fixed targets from L1 down.
+    /// Levels above the base level that hold data (a database written with
+    /// fixed targets) are compacted down first. With `false`, level n
+    /// targets `max_bytes_for_level_base * level_size_multiplier^(n-1)`
+    /// ([`Options::level_target_bytes`]). Levels of `compression_per_level`
+    /// count from L0 either way. Default: true.
+    pub dynamic_level_bytes: bool,
     /// Growth factor between level targets. Default: 10. Minimum: 2.
     pub level_size_multiplier: u64,
     /// Number of levels, L0 included. Default: 7. Range: 2..=16.
@@ -110,6 +127,7 @@ impl Default for Options {
             l0_stop_trigger: 12,
             delayed_write_rate_bytes: 16 << 20,
             max_bytes_for_level_base: 256 << 20,
+            dynamic_level_bytes: true,
             level_size_multiplier: 10,
             num_levels: 7,
             target_file_size_bytes: 64 << 20,
@@ -182,8 +200,10 @@ impl Options {
         TableOptions { compression, ..self.table.clone() }
     }
 
-    /// Target size in bytes of `level` (1-based levels; level 0 is
-    /// governed by file count instead).
+    /// Target size in bytes of `level` with fixed targets
+    /// (`dynamic_level_bytes` false; 1-based levels; level 0 is governed
+    /// by file count instead). [`crate::LevelStats::target_bytes`] reports
+    /// the targets in effect.
     pub fn level_target_bytes(&self, level: usize) -> u64 {
         let mut target = self.max_bytes_for_level_base;
         for _ in 1..level {
@@ -212,6 +232,7 @@ mod tests {
         assert_eq!(o.max_bytes_for_level_base, 256 * 1024 * 1024);
         assert_eq!(o.level_size_multiplier, 10);
         assert_eq!(o.num_levels, 7);
+        assert!(o.dynamic_level_bytes);
         assert_eq!(o.target_file_size_bytes, 64 * 1024 * 1024);
         assert_eq!(o.background_compactions, 1);
         assert!(o.compression_per_level.is_empty());

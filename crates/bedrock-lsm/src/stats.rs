@@ -38,6 +38,11 @@ pub struct LevelStats {
     pub files: usize,
     /// Total SSTable bytes.
     pub bytes: u64,
+    /// The level's size target in bytes, as compaction uses it now: 0 for
+    /// L0 (governed by file count), for the last level with fixed targets,
+    /// and for levels above the base level with dynamic ones (see
+    /// `Options::dynamic_level_bytes`), which are kept empty.
+    pub target_bytes: u64,
 }
 
 /// A snapshot of the engine's statistics since open.

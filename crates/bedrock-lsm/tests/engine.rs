@@ -100,17 +100,65 @@ fn overwrites_and_deletes_compact_away() {
     let stats = db.stats();
     assert!(stats.compactions >= 1, "{stats:?}");
     assert!(!stats.compaction_pending && stats.running_compactions == 0, "{stats:?}");
-    // Settled means every level is within its target.
-    let opts = db.options();
-    assert!(stats.levels[0].files < opts.l0_compaction_trigger, "{stats:?}");
+    // Settled means every level is within its target (levels kept empty
+    // have target 0), and the data sits in the last levels.
+    assert!(stats.levels[0].files < db.options().l0_compaction_trigger, "{stats:?}");
     for (level, l) in stats.levels.iter().enumerate().skip(1).take(stats.levels.len() - 2) {
-        assert!(l.bytes < opts.level_target_bytes(level), "level {level}: {stats:?}");
+        assert!(l.bytes <= l.target_bytes, "level {level}: {stats:?}");
     }
+    assert!(stats.levels.last().is_some_and(|l| l.files > 0 && l.target_bytes >= l.bytes), "{stats:?}");
     for i in 0..1_000u32 {
         let expect = if i % 2 == 0 { None } else { Some(value(i, 7)) };
         assert_eq!(db.get(&key(i)).unwrap(), expect, "key {i}");
     }
     assert_eq!(db.scan(b"", None, 0).unwrap().len(), 500);
+    db.verify().unwrap();
+}
+
+/// Waits (up to 10 s) until no compaction is due or running.
+fn settle(db: &Db) -> bedrock_lsm::DbStats {
+    for _ in 0..500 {
+        let stats = db.stats();
+        if !stats.compaction_pending {
+            return stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    db.stats()
+}
+
+#[test]
+fn fixed_level_targets_migrate_to_dynamic_ones_without_losing_data() {
+    const KEYS: u32 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    // Written with fixed targets (L1 1 MiB, L2 2 MiB), so data reaches
+    // L1 and L2.
+    let fixed = Options { dynamic_level_bytes: false, level_size_multiplier: 2, ..small(dir.path()) };
+    let db = Db::open(fixed.clone()).unwrap();
+    for round in 0..3 {
+        for i in 0..KEYS {
+            db.put(&key(i), &value(i, round)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let stats = settle(&db);
+    assert!(stats.levels[1].files > 0 && stats.levels[2].files > 0, "{stats:?}");
+    drop(db);
+
+    // Reopened with dynamic targets: the data drains to the last levels,
+    // and every key keeps its newest value on the way.
+    let db = Db::open(Options { dynamic_level_bytes: true, ..fixed }).unwrap();
+    let stats = settle(&db);
+    assert!(!stats.compaction_pending, "{stats:?}");
+    let last = stats.levels.len() - 1;
+    for (level, l) in stats.levels.iter().enumerate().take(last).skip(1) {
+        assert!(l.bytes <= l.target_bytes, "level {level}: {stats:?}");
+    }
+    assert_eq!((stats.levels[1].files, stats.levels[2].files), (0, 0), "{stats:?}");
+    assert!(stats.levels[last].files > 0, "{stats:?}");
+    for i in 0..KEYS {
+        assert_eq!(db.get(&key(i)).unwrap(), Some(value(i, 2)), "key {i}");
+    }
     db.verify().unwrap();
 }
 
