@@ -2,7 +2,8 @@
 //!
 //! Options: 64 MiB memtable, at most 2 immutable memtables, 4 KiB blocks,
 //! restart interval 16, 10 bloom bits per key, L0 trigger 4 (slowdown 8,
-//! stop 12), L1 target 256 MiB ×10 per level, 64 MiB output files, one
+//! stop 12), dynamic level targets (the default; base level at most
+//! 256 MiB, ×10 per level), 64 MiB output files, one
 //! compaction thread plus the flush thread; `--compression` through
 //! `compression_per_level` (LZ4 from bedrock-sstable); no block cache
 //! (tables are read through mmap, so the OS page cache is the cache). Durability:
