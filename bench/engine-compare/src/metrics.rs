@@ -87,3 +87,67 @@ pub fn summary_us(h: &Histogram<u64>) -> (f64, f64, f64) {
     let us = |ns: u64| ns as f64 / 1000.0;
     (us(h.value_at_quantile(0.50)), us(h.value_at_quantile(0.99)), us(h.max()))
 }
+
+/// Scheduling counters of one thread of this process, from
+/// `/proc/self/task/<tid>/{comm,schedstat,status}`.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadSched {
+    pub tid: u32,
+    pub comm: String,
+    /// Time on a CPU, ns.
+    pub cpu_ns: u64,
+    /// Time runnable but waiting for a CPU, ns.
+    pub wait_ns: u64,
+    /// Voluntary context switches (the thread blocked).
+    pub voluntary: u64,
+    /// Involuntary context switches (the thread was preempted).
+    pub involuntary: u64,
+}
+
+/// The scheduling counters of every live thread of this process.
+pub fn thread_sched() -> Vec<ThreadSched> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else { continue };
+        let p = t.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default().trim().to_string();
+        let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        let mut f = sched.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+        let (cpu_ns, wait_ns) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0);
+        out.push(ThreadSched {
+            tid,
+            comm,
+            cpu_ns,
+            wait_ns,
+            voluntary: field("voluntary_ctxt_switches:"),
+            involuntary: field("nonvoluntary_ctxt_switches:"),
+        });
+    }
+    out.sort_by_key(|t| t.tid);
+    out
+}
+
+/// One line per thread alive at `after`: CPU time, run-queue wait and
+/// context switches between `before` and `after`.
+pub fn thread_sched_report(before: &[ThreadSched], after: &[ThreadSched]) -> String {
+    let mut s = String::new();
+    for a in after {
+        let b = before.iter().find(|b| b.tid == a.tid).cloned().unwrap_or_default();
+        let (cpu, wait) = (a.cpu_ns - b.cpu_ns, a.wait_ns - b.wait_ns);
+        if cpu == 0 && wait == 0 {
+            continue;
+        }
+        s += &format!(
+            "    {:<18} cpu {:>8.2} s  runq wait {:>7.2} s  voluntary {:>8}  preempted {:>8}\n",
+            a.comm,
+            cpu as f64 / 1e9,
+            wait as f64 / 1e9,
+            a.voluntary - b.voluntary,
+            a.involuntary - b.involuntary
+        );
+    }
+    s
+}

@@ -287,8 +287,17 @@ fn run_random(
     let perm = permutation(cfg.n, cfg.seed);
     let mut h = histogram();
     let w = Writes::start()?;
+    let sched = crate::metrics::thread_sched();
     let t = timed(cfg.n, cfg.max_cell, &mut h, |i| engine.put(&key(perm[i as usize]), values.get(i)))?;
     let inserted = t.done;
+    let slow = |ms: u64| h.count_between(ms * 1_000_000, h.max());
+    eprintln!(
+        "  {name} fillrandom: puts over 4 ms {}, over 8 ms {}, over 16 ms {}; threads during the fill:\n{}",
+        slow(4),
+        slow(8),
+        slow(16),
+        crate::metrics::thread_sched_report(&sched, &crate::metrics::thread_sched())
+    );
     let fill = w.finish("fillrandom", name, engine, dir, cfg, &t, &h, inserted, inserted)?;
     if cfg.wants("fillrandom") {
         cells.push(fill);

@@ -31,12 +31,15 @@ fn model() -> impl Strategy<Value = Model> {
 
 fn options() -> impl Strategy<Value = TableOptions> {
     let compression = prop_oneof![Just(bedrock_sstable::Compression::None), Just(bedrock_sstable::Compression::Lz4)];
-    (prop_oneof![1usize..64, 64usize..1024, Just(4096)], 1usize..20, prop_oneof![Just(0usize), 1usize..16], compression)
-        .prop_map(|(block_size_bytes, restart_interval, bloom_bits_per_key, compression)| TableOptions {
-            block_size_bytes,
-            restart_interval,
-            bloom_bits_per_key,
-            compression,
+    (
+        prop_oneof![1usize..64, 64usize..1024, Just(4096)],
+        1usize..20,
+        prop_oneof![Just(0usize), 1usize..16],
+        compression,
+        prop_oneof![Just(0u64), 1u64..100_000],
+    )
+        .prop_map(|(block_size_bytes, restart_interval, bloom_bits_per_key, compression, bytes_per_sync)| {
+            TableOptions { block_size_bytes, restart_interval, bloom_bits_per_key, compression, bytes_per_sync }
         })
 }
 

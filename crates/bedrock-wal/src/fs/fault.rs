@@ -109,6 +109,8 @@ struct State {
     mutations: u64,
     mutation_limit: Option<u64>,
     locks: HashSet<PathBuf>,
+    /// Bytes covered by `start_writeback` hints so far.
+    writeback_hinted: u64,
 }
 
 /// An in-memory, fault-injecting file system for tests. Cloning shares the
@@ -159,6 +161,13 @@ impl FaultFs {
     /// rename, remove, link) have been attempted so far.
     pub fn mutation_count(&self) -> u64 {
         self.state.lock().mutations
+    }
+
+    /// Bytes covered by [`File::start_writeback`] hints so far, over every
+    /// file. The hints change nothing here: durability still takes
+    /// [`File::sync_data`].
+    pub fn writeback_hinted_bytes(&self) -> u64 {
+        self.state.lock().writeback_hinted
     }
 
     /// After `limit` mutating operations, every further one fails with EIO,
@@ -453,6 +462,16 @@ impl File for FaultFile {
             node.live.resize(usize::try_from(len).map_err(io::Error::other)?, 0);
             node.pending.push(Pending::SetLen(len));
         }
+        Ok(())
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let size = s.node(self.ino)?.live.len() as u64;
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "writeback range past the end of the file"));
+        }
+        s.writeback_hinted += len;
         Ok(())
     }
 

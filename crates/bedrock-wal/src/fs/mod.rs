@@ -72,6 +72,16 @@ pub trait File: Send + Sync + Debug {
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// Makes the contents durable (`fdatasync(2)`).
     fn sync_data(&self) -> io::Result<()>;
+    /// Asks the OS to start writing `len` bytes at `offset` back to the
+    /// device now, without waiting for them and without any durability
+    /// promise (`sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE`, RocksDB's
+    /// `bytes_per_sync`). Spreads the writeback of a large file over its
+    /// writing instead of leaving it all to the final
+    /// [`File::sync_data`]. A hint: the default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     /// A read-only view of the whole file: an mmap on [`RealFs`], a copy on
     /// [`FaultFs`]. The view must not be used after the file is rewritten.
     fn map(&self) -> io::Result<FileBytes>;
