@@ -4,7 +4,10 @@
 //! restart interval 16, 10 bloom bits per key, L0 trigger 4 (slowdown 8,
 //! stop 12), dynamic level targets (the default; base level at most
 //! 256 MiB, ×10 per level), 64 MiB output files, one
-//! compaction thread plus the flush thread; `--compression` through
+//! compaction thread plus the flush thread, of which one works at a time on
+//! this 2-CPU machine (`background_job_limit`, default CPUs - 1: a flush
+//! pauses the compaction); writeback hinted every 1 MiB of a table
+//! (`bytes_per_sync`, the default); `--compression` through
 //! `compression_per_level` (LZ4 from bedrock-sstable); no block cache
 //! (tables are read through mmap, so the OS page cache is the cache). Durability:
 //! `SyncPolicy::Never` for buffered cells (one `pwrite` per batch, no
@@ -120,6 +123,7 @@ impl Engine for Bedrock {
             "wal_syncs": s.wal_syncs,
             "flushes": s.flushes,
             "compactions": s.compactions,
+            "compaction_pauses": s.compaction_pauses,
             "compaction_bytes_written": s.compaction_bytes_written,
             "stall_micros": s.stall_micros,
             "slowdowns": s.slowdowns,

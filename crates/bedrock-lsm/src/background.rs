@@ -111,7 +111,10 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     inner.wal.seal_before(next_segment)?;
     let number = inner.next_file.fetch_add(1, Ordering::Relaxed);
     let (snapshots, floor) = inner.snapshots.sorted_with_floor(&inner.visible_seq);
-    let meta = write_l0_table(&inner.fs, &inner.dir, &inner.opts, mem, number, &snapshots, floor)?;
+    let slot = inner.jobs.flush();
+    let meta = write_l0_table(&inner.fs, &inner.dir, &inner.opts, mem, number, &snapshots, floor);
+    drop(slot);
+    let meta = meta?;
     let mut core = inner.core.lock();
     let log_number = core.imms.get(1).map_or(core.mem.first_segment, |m| m.first_segment);
     let last_seq = mem.max_seq().max(core.last_flushed_seq);

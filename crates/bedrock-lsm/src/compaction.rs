@@ -16,6 +16,7 @@ use bedrock_sstable::{decode_internal_key, Table, TableBuilder, ValueKind};
 
 use crate::db::{table_name, Core, Inner};
 use crate::iter::{InternalIterator, LevelIterator, MergingIterator};
+use crate::jobs::JobSlot;
 use crate::stats::Counters;
 use crate::version::{FileMeta, VersionEdit};
 use crate::{Error, Options, Result};
@@ -265,7 +266,9 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
     merged.seek_to_first();
 
     let (snapshots, floor) = inner.snapshots.sorted_with_floor(&inner.visible_seq);
-    let outputs = write_outputs(inner, &mut merged, &snapshots, c.bottommost, floor, output_level)?;
+    let mut slot = inner.jobs.compaction();
+    let outputs = write_outputs(inner, &mut slot, &mut merged, &snapshots, c.bottommost, floor, output_level)?;
+    drop(slot);
     merged.status()?;
 
     let mut edit =
@@ -310,6 +313,7 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
 /// cut only between user keys (so a key's versions never straddle files).
 fn write_outputs(
     inner: &Inner,
+    slot: &mut JobSlot<'_>,
     merged: &mut MergingIterator,
     snapshots: &[u64],
     bottommost: bool,
@@ -322,7 +326,12 @@ fn write_outputs(
     let mut current: Option<(u64, TableBuilder)> = None;
     let mut last_user_key: Vec<u8> = Vec::new();
     let result = (|| {
+        let mut entries = 0u32;
         while merged.valid() {
+            entries = entries.wrapping_add(1);
+            if entries % 64 == 0 && slot.yield_to_flush() {
+                Counters::add(&inner.counters.compaction_pauses, 1);
+            }
             let Some((user_key, seq, kind)) = decode_internal_key(merged.key()) else {
                 return Err(Error::Corruption {
                     path: inner.dir.clone(),

@@ -100,6 +100,8 @@ pub(crate) struct Inner {
     pub(crate) immutable_count: std::sync::atomic::AtomicUsize,
     pub(crate) bg_failed: std::sync::atomic::AtomicBool,
     pub(crate) snapshots: Arc<SnapshotList>,
+    /// Slots for background jobs (`Options::background_job_limit`).
+    pub(crate) jobs: crate::jobs::JobLimit,
     pub(crate) counters: Counters,
     pub(crate) _lock: Box<dyn Debug + Send + Sync>,
 }
@@ -361,6 +363,7 @@ impl Inner {
             compaction_bytes_read: Counters::get(&c.compaction_bytes_read),
             compaction_bytes_written: Counters::get(&c.compaction_bytes_written),
             compactions: Counters::get(&c.compactions),
+            compaction_pauses: Counters::get(&c.compaction_pauses),
             memtable_bytes: sv.mem.approximate_bytes() as u64,
             immutable_memtables: sv.imms.len(),
             stall_micros: Counters::get(&c.stall_micros),

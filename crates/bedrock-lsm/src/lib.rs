@@ -53,6 +53,7 @@ mod cursor;
 mod db;
 mod error;
 mod iter;
+mod jobs;
 mod manifest;
 mod memtable;
 mod open;

@@ -98,6 +98,7 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
         delay_until: None,
     };
     let sv = SuperVersion { mem, imms: Vec::new(), version };
+    let jobs = crate::jobs::JobLimit::new(opts.background_job_limit);
     let inner = Arc::new(Inner {
         opts,
         fs,
@@ -114,6 +115,7 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
         immutable_count: std::sync::atomic::AtomicUsize::new(0),
         bg_failed: std::sync::atomic::AtomicBool::new(false),
         snapshots: Default::default(),
+        jobs,
         counters: Counters::default(),
         _lock: lock,
     });

@@ -99,6 +99,15 @@ pub struct Options {
     /// memtables (so a long compaction never delays a flush).
     /// Default: 1 (suits small machines). Range: 1..=16.
     pub background_compactions: usize,
+    /// How many background jobs (the flush and the compactions) may work
+    /// at the same time; 0 means no limit. A flush that wants a slot takes
+    /// it from a running compaction, which pauses between two entries until
+    /// the flush is done. Keeping one CPU free of background work keeps the
+    /// writing threads from being descheduled behind it. Default: one less
+    /// than the CPUs this process may use (`available_parallelism`), at
+    /// least 1: 1 on a 2-CPU machine, no limit in effect from 3 CPUs on
+    /// with the default single compaction thread.
+    pub background_job_limit: usize,
     /// Compression of data blocks per level: level `i` uses entry
     /// `min(i, len - 1)`; empty means `table.compression` everywhere. A
     /// common production choice is `[None, None, Lz4]`: the upper levels,
@@ -132,6 +141,7 @@ impl Default for Options {
             num_levels: 7,
             target_file_size_bytes: 64 << 20,
             background_compactions: 1,
+            background_job_limit: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             compression_per_level: Vec::new(),
             table: TableOptions::default(),
         }
@@ -235,6 +245,8 @@ mod tests {
         assert!(o.dynamic_level_bytes);
         assert_eq!(o.target_file_size_bytes, 64 * 1024 * 1024);
         assert_eq!(o.background_compactions, 1);
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(o.background_job_limit, if cpus <= 2 { 1 } else { cpus - 1 });
         assert!(o.compression_per_level.is_empty());
         assert_eq!(o.table_options_for(3).compression, Compression::None);
         let o = Options { compression_per_level: vec![Compression::None, Compression::Lz4], ..Options::default() };

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) compaction_bytes_written: AtomicU64,
     pub(crate) compactions: AtomicU64,
+    pub(crate) compaction_pauses: AtomicU64,
     pub(crate) stall_micros: AtomicU64,
     pub(crate) slowdowns: AtomicU64,
     pub(crate) stops: AtomicU64,
@@ -64,6 +65,9 @@ pub struct DbStats {
     pub compaction_bytes_written: u64,
     /// Compactions run.
     pub compactions: u64,
+    /// Times a compaction paused to give its slot to a flush (see
+    /// [`crate::Options::background_job_limit`]).
+    pub compaction_pauses: u64,
     /// (WAL + flush + compaction bytes written) / user bytes written; 0 before any write.
     pub write_amplification: f64,
     /// Per level, L0 first.

@@ -65,8 +65,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn options(fs: &FaultFs) -> Options {
     Options {
-        // Two compaction threads exercise concurrent compactions.
+        // Two compaction threads exercise concurrent compactions; with
+        // the flush thread they share two job slots, so a flush often
+        // pauses a compaction.
         background_compactions: 2,
+        background_job_limit: 2,
         compression_per_level: vec![bedrock_sstable::Compression::None, bedrock_sstable::Compression::Lz4],
         fs: Arc::new(fs.clone()),
         memtable_size_bytes: 4096,

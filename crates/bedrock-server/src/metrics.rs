@@ -84,6 +84,7 @@ fn describe() {
     describe_gauge!("bedrock_level_bytes", Unit::Bytes, "SSTable bytes per level.");
     describe_counter!("bedrock_compaction_read_bytes_total", Unit::Bytes, "Bytes compactions read.");
     describe_counter!("bedrock_compaction_written_bytes_total", Unit::Bytes, "Bytes compactions wrote.");
+    describe_counter!("bedrock_compaction_pauses_total", "Times a compaction paused to let a flush run.");
     describe_counter!(
         "bedrock_write_stall_microseconds_total",
         Unit::Microseconds,
@@ -207,6 +208,7 @@ fn refresh(store: &Store) {
     counter!("bedrock_compaction_read_bytes_total").absolute(stats.compaction_bytes_read);
     counter!("bedrock_compaction_written_bytes_total").absolute(stats.compaction_bytes_written);
     counter!("bedrock_compactions_total").absolute(stats.compactions);
+    counter!("bedrock_compaction_pauses_total").absolute(stats.compaction_pauses);
     gauge!("bedrock_running_compactions").set(stats.running_compactions as f64);
     gauge!("bedrock_compaction_pending").set(if stats.compaction_pending { 1.0 } else { 0.0 });
     gauge!("bedrock_write_amplification").set(stats.write_amplification);
