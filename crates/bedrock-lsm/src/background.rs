@@ -101,14 +101,11 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     if inner.wal.is_poisoned() {
         return Err(Error::Poisoned("WAL is poisoned; refusing to flush unsynced data".into()));
     }
-    // Seal the WAL segments that hold this memtable (a memtable switch
-    // leaves that to here, off the write path), before its SSTable is
-    // recorded and the segments deleted.
-    let next_segment = {
-        let core = inner.core.lock();
-        core.imms.get(1).map_or(core.mem.first_segment, |m| m.first_segment)
-    };
-    inner.wal.seal_before(next_segment)?;
+    // The WAL segments holding this memtable are not synced: once its
+    // SSTable is recorded they are deleted unread (`discard_before`).
+    // Under `SyncPolicy::Always` every record in them was synced by its
+    // commit; under `Never` and `EveryMs` a power cut before the record
+    // loses what the OS had not written back, as it would anyway.
     let number = inner.next_file.fetch_add(1, Ordering::Relaxed);
     let (snapshots, floor) = inner.snapshots.sorted_with_floor(&inner.visible_seq);
     let slot = inner.jobs.flush();
@@ -137,7 +134,7 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     drop(core);
     drop(old);
     Counters::add(&inner.counters.flushes, 1);
-    inner.wal.purge_before(log_number)?;
+    inner.wal.discard_before(log_number)?;
     tracing::debug!(file = number, entries = mem.len(), "flushed memtable");
     Ok(())
 }

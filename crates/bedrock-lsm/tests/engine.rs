@@ -314,6 +314,33 @@ fn write_at_without_wal_keeps_flushed_writes_and_caller_sequence_numbers() {
     assert_eq!(db.write_at(10, |_| Ok(batch(b"c", b"again"))).unwrap(), 10);
 }
 
+#[test]
+fn under_sync_never_flushed_log_segments_are_deleted_unsynced() {
+    let fs = FaultFs::new();
+    let opts = Options {
+        fs: Arc::new(fs.clone()),
+        memtable_size_bytes: 16 << 10,
+        wal: bedrock_wal::WalOptions { sync: bedrock_wal::SyncPolicy::Never, ..bedrock_wal::WalOptions::default() },
+        ..Options::with_dir("db")
+    };
+    let db = Db::open(opts.clone()).unwrap();
+    for i in 0..2000 {
+        db.put(&key(i), &value(i, 0)).unwrap();
+    }
+    db.flush().unwrap();
+    let s = db.stats();
+    assert!(s.flushes >= 5, "{s:?}");
+    assert_eq!(s.wal_syncs, 0, "no flush synced the log it made obsolete");
+    let segments = fs.read_dir(Path::new("db/wal")).unwrap();
+    assert_eq!(segments.len(), 1, "only the live segment is left: {segments:?}");
+    drop(db);
+    // Everything flushed survives a power cut: it is in synced SSTables.
+    let db = Db::open(Options { fs: Arc::new(fs.crash(11)), ..opts }).unwrap();
+    for i in 0..2000 {
+        assert_eq!(db.get(&key(i)).unwrap(), Some(value(i, 0)), "key {i}");
+    }
+}
+
 /// WAL options that roll a segment every few records, without a memtable
 /// switch, under `SyncPolicy::Never` (so nothing seals the closed segments).
 fn rolling_unsynced(fs: &FaultFs) -> Options {

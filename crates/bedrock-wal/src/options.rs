@@ -13,10 +13,13 @@ pub enum SyncPolicy {
     /// acknowledged before it is durable, and a power cut loses at most the
     /// last `n` ms of writes.
     EveryMs(u64),
-    /// Never fsync except to seal a closed segment (see
-    /// [`crate::Wal::seal_before`]: the LSM seals a segment when it flushes
-    /// the memtable whose records it holds); the operating system decides
-    /// the rest. A process crash loses nothing, a power cut may lose a lot.
+    /// Never fsync on the write path: the operating system decides when
+    /// records reach the disk. Closed segments are synced only if someone
+    /// asks ([`crate::Wal::sync`], [`crate::Wal::seal_before`],
+    /// [`crate::Wal::purge_before`]); the LSM deletes a segment once a
+    /// flush has put its records in a synced SSTable, without syncing it
+    /// ([`crate::Wal::discard_before`]). A process crash loses nothing, a
+    /// power cut may lose every write since the last flush.
     Never,
 }
 

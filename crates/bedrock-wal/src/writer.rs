@@ -21,10 +21,12 @@
 //! (cut to its written length, then `fdatasync`), by whichever comes
 //! first: the next fsync of the log ([`Wal::commit`] under
 //! [`SyncPolicy::Always`], the `EveryMs` thread, [`Wal::sync`]), an
-//! explicit [`Wal::seal_before`] (the LSM's flush thread, before it
-//! records the memtable's SSTable), or [`Wal::purge_before`] (before the
+//! explicit [`Wal::seal_before`], or [`Wal::purge_before`] (before the
 //! segment is deleted). Segments are sealed in order, before the fsync of
-//! any later segment.
+//! any later segment. [`Wal::discard_before`] deletes closed segments
+//! without sealing them, for a caller that never replays them again (the
+//! LSM once a flush has put their records in an SSTable): under
+//! [`SyncPolicy::Never`] such a segment is never synced at all.
 //!
 //! # Invariants
 //! - `synced <= written` (as [`LogPosition`]s).
@@ -250,6 +252,27 @@ impl Wal {
         }
     }
 
+    /// Deletes every closed segment with an id below `segment` without
+    /// sealing or syncing it, for a caller whose replay never reads them
+    /// again: it has made their contents durable elsewhere and recorded,
+    /// durably, that replay starts at `segment` or later (the LSM after a
+    /// flush, whose manifest edit names the first live segment). Unlike
+    /// [`Wal::purge_before`], a segment whose dirty pages were never
+    /// written back is dropped without costing the device a byte; RocksDB
+    /// likewise deletes a flushed memtable's log without syncing it.
+    /// Returns how many segments it deleted.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a segment cannot be removed or the directory
+    /// synced; [`Error::Poisoned`].
+    pub fn discard_before(&self, segment: u64) -> Result<usize> {
+        self.shared.check_poison()?;
+        // No seal may be running on a segment while it is deleted.
+        let _sealing = self.shared.seal_lock.lock();
+        self.shared.unsealed.lock().retain(|c| c.segment >= segment);
+        self.remove_segments_before(segment)
+    }
+
     /// Closed segments not sealed yet (see [`Wal::seal_before`]).
     pub fn unsealed_segments(&self) -> Vec<u64> {
         self.shared.unsealed.lock().iter().map(|c| c.segment).collect()
@@ -264,6 +287,12 @@ impl Wal {
     /// directory synced.
     pub fn purge_before(&self, segment: u64) -> Result<usize> {
         self.seal_before(segment)?;
+        self.remove_segments_before(segment)
+    }
+
+    /// Removes the segment files with ids below `segment`, except the one
+    /// being written, and syncs the directory if it removed any.
+    fn remove_segments_before(&self, segment: u64) -> Result<usize> {
         let current = self.shared.writer.lock().segment;
         let dir = &self.shared.dir;
         let mut removed = 0;

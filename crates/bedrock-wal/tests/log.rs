@@ -221,6 +221,30 @@ fn purge_seals_before_deleting() {
 }
 
 #[test]
+fn discard_deletes_closed_segments_without_syncing_them() {
+    let fs = FaultFs::new();
+    let (wal, first, next) = rolled_unsynced(&fs);
+    wal.append(b"two").unwrap();
+    let syncs = wal.stats().syncs;
+    assert_eq!(wal.discard_before(next).unwrap(), 1);
+    assert!(!fs.exists(&segment_path(Path::new("wal"), first)));
+    assert_eq!(wal.stats().syncs, syncs, "nothing was synced");
+    assert!(wal.unsealed_segments().is_empty(), "a later sync has nothing of it left to seal");
+    // The log goes on: a sync now covers only the live segment, and
+    // replay from it finds its records.
+    wal.append(b"three").unwrap();
+    wal.sync().unwrap();
+    let opts = WalOptions { sync: SyncPolicy::Never, ..small() };
+    let mut got = Vec::new();
+    replay(&fs.crash(3), Path::new("wal"), &opts, next, |_, r| {
+        got.push(r.to_vec());
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    assert_eq!(got, vec![b"two".to_vec(), b"three".to_vec()]);
+}
+
+#[test]
 fn replay_accepts_unsealed_segments() {
     let fs = FaultFs::new();
     let opts = WalOptions { sync: SyncPolicy::Never, ..small() };
