@@ -78,8 +78,13 @@ impl LevelTargets {
         while level > 1 && target > opts.max_bytes_for_level_base {
             level -= 1;
             target /= opts.level_size_multiplier;
+            // No level from the base down targets less than the base size
+            // (RocksDB's `CalculateBaseBytes`): a base level of a few dozen
+            // MiB over a last level of a few hundred would push every L0
+            // compaction's output on down at once, and with keys spread
+            // over the whole range each push rewrites the whole last level.
             if let Some(t) = targets.get_mut(level) {
-                *t = target;
+                *t = target.max(opts.max_bytes_for_level_base);
             }
         }
         LevelTargets { sizes, targets, base_level: level }
@@ -413,14 +418,25 @@ mod tests {
 
     #[test]
     fn dynamic_targets_shrink_from_the_largest_level_up_to_the_base() {
-        // 7 GB at the bottom: L6 7000, L5 700, L4 70 MiB (the first target
-        // at most 256 MiB, so the base level); L1-L3 stay empty.
-        let t = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 0, 30 * MIB, 500 * MIB, 7000 * MIB]);
-        assert_eq!((0..7).map(|l| t.target(l) / MIB).collect::<Vec<_>>(), [0, 0, 0, 0, 70, 700, 7000]);
-        assert_eq!(t.l0_output(), 4);
-        assert!(t.score(4) < 1.0 && t.score(5) < 1.0);
-        let over = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 0, 140 * MIB, 500 * MIB, 7000 * MIB]);
-        assert_eq!(over.score(4), 2.0);
+        // 70 GB at the bottom: L6 70000, L5 7000, L4 700, L3 70 MiB (the
+        // first at most 256 MiB, so the base level, whose target is raised
+        // to 256); L1-L2 stay empty.
+        let t = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 30 * MIB, 500 * MIB, 5000 * MIB, 70000 * MIB]);
+        assert_eq!((0..7).map(|l| t.target(l) / MIB).collect::<Vec<_>>(), [0, 0, 0, 256, 700, 7000, 70000]);
+        assert_eq!(t.l0_output(), 3);
+        assert!(t.score(3) < 1.0 && t.score(4) < 1.0);
+        let over = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 512 * MIB, 500 * MIB, 5000 * MIB, 70000 * MIB]);
+        assert_eq!(over.score(3), 2.0);
+    }
+
+    #[test]
+    fn no_level_below_the_base_targets_less_than_the_base_size() {
+        // L6 600 MiB: L5 would target 60 MiB; it targets 256 MiB, so L0's
+        // output collects there before it is pushed into L6.
+        let t = LevelTargets::from_sizes(&dynamic(), vec![0, 0, 0, 0, 0, 100 * MIB, 600 * MIB]);
+        assert_eq!(t.base_level, 5);
+        assert_eq!((t.target(5) / MIB, t.target(6) / MIB), (256, 600));
+        assert!(t.score(5) < 1.0, "100 MiB in L5 is under its target");
     }
 
     #[test]

@@ -76,9 +76,10 @@ pub struct Options {
     /// Size level targets from the bottom up, as RocksDB's
     /// `level_compaction_dynamic_level_bytes` (its default since 8.4):
     /// the last level's target is the size of the largest level, each
-    /// level above is `level_size_multiplier` times smaller, and levels
-    /// whose target would fall below `max_bytes_for_level_base /
-    /// level_size_multiplier` stay empty. L0 compacts into the highest
+    /// level above is `level_size_multiplier` times smaller but never
+    /// below `max_bytes_for_level_base`, and the levels above the first
+    /// one whose computed target is at most `max_bytes_for_level_base`
+    /// stay empty. L0 compacts into the highest
     /// level in use (the *base level*), so a small database lives in the
     /// last level, about 90% of a large one is in the last level, and each
     /// byte is rewritten fewer times than with fixed targets from L1 down.
