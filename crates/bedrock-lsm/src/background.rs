@@ -112,9 +112,12 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     let meta = write_l0_table(&inner.fs, &inner.dir, &inner.opts, mem, number, &snapshots, floor);
     drop(slot);
     let meta = meta?;
-    let mut core = inner.core.lock();
-    let log_number = core.imms.get(1).map_or(core.mem.first_segment, |m| m.first_segment);
-    let last_seq = mem.max_seq().max(core.last_flushed_seq);
+    let mut manifest = inner.manifest.lock();
+    let (base, log_number, last_seq) = {
+        let core = inner.core.lock();
+        let log_number = core.imms.get(1).map_or(core.mem.first_segment, |m| m.first_segment);
+        (Base::of(&core), log_number, mem.max_seq().max(core.last_flushed_seq))
+    };
     let mut edit = VersionEdit {
         log_number: Some(log_number),
         last_sequence: Some(last_seq),
@@ -126,12 +129,15 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
         edit.added.push((0, m.new_file()));
         Counters::add(&inner.counters.flush_bytes, m.size);
     }
-    log_and_apply(inner, &mut core, &edit, &opened)?;
+    let version = log_edit(inner, &mut manifest, &base, &edit, &opened)?;
+    let mut core = inner.core.lock();
+    core.version = Arc::new(version);
     core.imms.pop_front();
     core.last_flushed_seq = last_seq;
     core.log_number = log_number;
     let old = inner.publish(&core);
     drop(core);
+    drop(manifest);
     drop(old);
     Counters::add(&inner.counters.flushes, 1);
     inner.wal.discard_before(log_number)?;
@@ -139,15 +145,42 @@ fn flush(inner: &Inner, mem: &Arc<Memtable>) -> Result<()> {
     Ok(())
 }
 
-/// Appends `edit` to the manifest (rewriting the manifest if it grew too
-/// large) and installs the resulting version. Called with the core lock.
-pub(crate) fn log_and_apply(
+/// What a manifest edit is applied to: the current version and the log
+/// position a rewritten manifest's snapshot must record. Read under the
+/// core lock by a caller that holds [`Inner::manifest`], so it stays
+/// current until that caller installs its result (only holders of the
+/// manifest lock change these fields).
+pub(crate) struct Base {
+    version: Arc<crate::version::Version>,
+    log_number: u64,
+    last_flushed_seq: u64,
+}
+
+impl Base {
+    pub(crate) fn of(core: &crate::db::Core) -> Base {
+        Base { version: core.version.clone(), log_number: core.log_number, last_flushed_seq: core.last_flushed_seq }
+    }
+}
+
+/// Appends `edit` to `manifest` (rewriting the manifest from a snapshot
+/// if it grew past [`MAX_MANIFEST_BYTES`]) and returns the version it
+/// makes of `base`. Called with the manifest lock and without the core
+/// lock, so the append and its fsync never hold up writers; the caller
+/// installs the returned version under the core lock before it releases
+/// the manifest lock.
+///
+/// # Errors
+/// [`Error::Io`] if the manifest cannot be written or synced (the caller
+/// records it as a background error); [`Error::Corruption`] in debug
+/// builds if the edit breaks a version invariant.
+pub(crate) fn log_edit(
     inner: &Inner,
-    core: &mut crate::db::Core,
+    manifest: &mut crate::manifest::Manifest,
+    base: &Base,
     edit: &VersionEdit,
     opened: &[Arc<FileMeta>],
-) -> Result<()> {
-    let version = core.version.apply(edit, opened);
+) -> Result<crate::version::Version> {
+    let version = base.version.apply(edit, opened);
     if cfg!(debug_assertions) {
         version.check_invariants().map_err(|reason| Error::Corruption {
             path: inner.dir.clone(),
@@ -155,26 +188,25 @@ pub(crate) fn log_and_apply(
             reason: format!("compaction produced an invalid version: {reason}"),
         })?;
     }
-    if core.manifest.size() > MAX_MANIFEST_BYTES {
+    if manifest.size() > MAX_MANIFEST_BYTES {
         let number = inner.next_file.fetch_add(1, Ordering::Relaxed);
         let mut snapshot = VersionEdit {
-            log_number: Some(edit.log_number.unwrap_or(core.log_number)),
-            last_sequence: Some(edit.last_sequence.unwrap_or(core.last_flushed_seq)),
+            log_number: Some(edit.log_number.unwrap_or(base.log_number)),
+            last_sequence: Some(edit.last_sequence.unwrap_or(base.last_flushed_seq)),
             next_file_number: Some(number + 1),
             ..VersionEdit::default()
         };
         snapshot.added = version.all_files().map(|(l, f)| (l, f.new_file())).collect();
-        let old = crate::manifest::manifest_name(core.manifest.number());
-        core.manifest = crate::manifest::Manifest::create(&*inner.fs, &inner.dir, number, &snapshot)?;
+        let old = crate::manifest::manifest_name(manifest.number());
+        *manifest = crate::manifest::Manifest::create(&*inner.fs, &inner.dir, number, &snapshot)?;
         let old_path = inner.dir.join(old);
         if let Err(e) = inner.fs.remove(&old_path) {
             tracing::warn!(file = %old_path.display(), error = %e, "could not remove old manifest");
         }
     } else {
-        core.manifest.append(edit)?;
+        manifest.append(edit)?;
     }
-    core.version = Arc::new(version);
-    Ok(())
+    Ok(version)
 }
 
 /// Writes the contents of `mem` as SSTable `number` (synced, directory

@@ -283,14 +283,18 @@ pub(crate) fn run(inner: &Inner, c: Compaction) -> Result<()> {
     edit.added.extend(outputs.iter().map(|f| (output_level, f.new_file())));
     let read: u64 = c.inputs.iter().chain(&c.next_inputs).map(|f| f.size).sum();
     let written: u64 = outputs.iter().map(|f| f.size).sum();
+    let mut manifest = inner.manifest.lock();
+    let base = crate::background::Base::of(&inner.core.lock());
+    let version = crate::background::log_edit(inner, &mut manifest, &base, &edit, &outputs)?;
     let old = {
         let mut core = inner.core.lock();
-        crate::background::log_and_apply(inner, &mut core, &edit, &outputs)?;
+        core.version = Arc::new(version);
         if let (Some(last), Some(p)) = (c.inputs.last(), core.compact_pointer.get_mut(c.level)) {
             *p = last.largest_user_key().to_vec();
         }
         inner.publish(&core)
     };
+    drop(manifest);
     drop(old);
     for f in c.inputs.iter().chain(&c.next_inputs) {
         // Readers still holding the old version keep the file mapped; on

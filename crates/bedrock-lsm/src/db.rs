@@ -44,15 +44,15 @@ pub(crate) struct SuperVersion {
 }
 
 /// State changed by writers (memtable switch) and the background thread
-/// (flush, compaction). Held only for short, non-I/O critical sections,
-/// except the manifest append of a finished flush or compaction.
+/// (flush, compaction). Held only for short critical sections without
+/// I/O: a finished flush or compaction writes its manifest edit under
+/// [`Inner::manifest`] and takes this lock only to install the result.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) mem: Arc<Memtable>,
     /// Oldest first.
     pub(crate) imms: VecDeque<Arc<Memtable>>,
     pub(crate) version: Arc<Version>,
-    pub(crate) manifest: Manifest,
     pub(crate) last_flushed_seq: u64,
     pub(crate) log_number: u64,
     /// Per level, the largest key of the last compaction's input, so
@@ -83,6 +83,14 @@ pub(crate) struct Inner {
     /// appended and memtable entries inserted in one order.
     pub(crate) write_lock: Mutex<()>,
     pub(crate) core: Mutex<Core>,
+    /// The manifest writer, and the right to change `Core::version`: a
+    /// flush or compaction takes this lock, reads the current version
+    /// under the core lock, appends (and fsyncs) its edit holding only this
+    /// lock, then installs the new version under the core lock. So a writer
+    /// switching memtables never waits for a manifest fsync, as in
+    /// RocksDB, whose `VersionSet::LogAndApply` releases the DB mutex while
+    /// it writes the MANIFEST. Lock order: `manifest`, then `core`.
+    pub(crate) manifest: Mutex<Manifest>,
     /// Signalled when background work may be needed and when it finishes.
     pub(crate) core_cv: Condvar,
     pub(crate) super_version: RwLock<Arc<SuperVersion>>,

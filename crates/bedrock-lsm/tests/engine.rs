@@ -488,3 +488,179 @@ fn writes_under_l0_pressure_are_delayed_not_stopped() {
         assert_eq!(db.get(&key(j)).unwrap(), Some(value(j, 0)));
     }
 }
+
+/// Holds every manifest fsync while closed, so a test can stop a flush in
+/// the middle of its manifest write. A held fsync gives up after a minute,
+/// so a failing test cannot hang.
+#[derive(Debug, Default)]
+struct ManifestGate {
+    /// (closed, fsyncs waiting)
+    state: std::sync::Mutex<(bool, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl ManifestGate {
+    fn set_closed(&self, closed: bool) {
+        self.state.lock().unwrap().0 = closed;
+        self.changed.notify_all();
+    }
+
+    fn waiting(&self) -> usize {
+        self.state.lock().unwrap().1
+    }
+
+    fn pass(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.1 += 1;
+        self.changed.notify_all();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while s.0 && std::time::Instant::now() < deadline {
+            s = self.changed.wait_timeout(s, std::time::Duration::from_millis(50)).unwrap().0;
+        }
+        s.1 -= 1;
+    }
+}
+
+/// `FaultFs` with manifest fsyncs behind a [`ManifestGate`].
+#[derive(Debug)]
+struct GatedManifestFs {
+    fs: FaultFs,
+    gate: Arc<ManifestGate>,
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    file: Box<dyn bedrock_wal::File>,
+    gate: Option<Arc<ManifestGate>>,
+}
+
+impl GatedManifestFs {
+    fn wrap(&self, path: &Path, file: Box<dyn bedrock_wal::File>) -> Box<dyn bedrock_wal::File> {
+        let is_manifest = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-"));
+        Box::new(GatedFile { file, gate: is_manifest.then(|| self.gate.clone()) })
+    }
+}
+
+impl FileSystem for GatedManifestFs {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn bedrock_wal::File>> {
+        Ok(self.wrap(path, self.fs.create(path)?))
+    }
+    fn open(&self, path: &Path) -> std::io::Result<Box<dyn bedrock_wal::File>> {
+        Ok(self.wrap(path, self.fs.open(path)?))
+    }
+    fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.fs.read_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.fs.create_dir_all(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.fs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.fs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.fs.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.fs.exists(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.fs.hard_link(from, to)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn std::fmt::Debug + Send + Sync>> {
+        self.fs.lock(path)
+    }
+}
+
+impl bedrock_wal::File for GatedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.file.write_at(buf, offset)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        self.file.allocate(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if let Some(gate) = &self.gate {
+            gate.pass();
+        }
+        self.file.sync_data()
+    }
+    fn map(&self) -> std::io::Result<bedrock_wal::FileBytes> {
+        self.file.map()
+    }
+}
+
+/// Polls `done` every 5 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    done()
+}
+
+#[test]
+fn a_memtable_switch_does_not_wait_for_a_manifest_fsync() {
+    let gate = Arc::new(ManifestGate::default());
+    let fs = GatedManifestFs { fs: FaultFs::new(), gate: gate.clone() };
+    let opts = Options {
+        fs: Arc::new(fs),
+        memtable_size_bytes: 16 << 10,
+        max_immutable_memtables: 3,
+        l0_compaction_trigger: 8,
+        l0_slowdown_trigger: 16,
+        l0_stop_trigger: 24,
+        ..Options::with_dir("db")
+    };
+    let db = Arc::new(Db::open(opts).unwrap());
+    gate.set_closed(true);
+    // Fill the first memtable; its flush then stops in the manifest fsync.
+    let mut i = 0;
+    while db.stats().immutable_memtables == 0 && db.stats().flushes == 0 {
+        assert!(i < 10_000, "no memtable switch after {i} puts");
+        db.put(&key(i), &value(i, 0)).unwrap();
+        i += 1;
+    }
+    assert!(eventually(30, || gate.waiting() > 0), "the flush never reached its manifest fsync");
+    // With the flush held there, fill another memtable: the writer must
+    // switch to a new one without waiting for the manifest.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut j = i;
+            while db.stats().immutable_memtables < 2 && j < i + 10_000 {
+                db.put(&key(j), &value(j, 0)).unwrap();
+                j += 1;
+            }
+            tx.send(j).unwrap();
+        })
+    };
+    let switched = rx.recv_timeout(std::time::Duration::from_secs(20));
+    let while_held = switched.is_ok().then(|| (gate.waiting(), db.stats()));
+    gate.set_closed(false);
+    writer.join().unwrap();
+    let end = switched.expect("a put blocked behind the manifest fsync of a flush");
+    let (waiting, stats) = while_held.expect("taken when the writer finished");
+    assert!(waiting > 0, "the manifest fsync finished early; the test proved nothing");
+    assert_eq!(stats.flushes, 0, "no flush was installed while its manifest fsync was held");
+    assert!(stats.immutable_memtables >= 2, "{stats:?}");
+    db.flush().unwrap();
+    for k in 0..end {
+        assert_eq!(db.get(&key(k)).unwrap(), Some(value(k, 0)), "key {k}");
+    }
+}
