@@ -151,3 +151,91 @@ pub fn thread_sched_report(before: &[ThreadSched], after: &[ThreadSched]) -> Str
     }
     s
 }
+
+/// One reading of a block device's `/proc/diskstats` counters.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskSample {
+    pub at: std::time::Instant,
+    /// Writes completed.
+    pub writes: u64,
+    /// Discard (TRIM) requests completed.
+    pub discards: u64,
+    /// 512-byte sectors discarded.
+    pub discard_sectors: u64,
+    /// Cache flush requests completed.
+    pub flushes: u64,
+    /// Requests in flight at the moment of the reading.
+    pub in_flight: u64,
+}
+
+fn disk_sample(dev: &str) -> Option<DiskSample> {
+    let text = std::fs::read_to_string("/proc/diskstats").ok()?;
+    let line = text.lines().find(|l| l.split_whitespace().nth(2) == Some(dev))?;
+    let f: Vec<u64> = line.split_whitespace().skip(3).map(|x| x.parse().unwrap_or(0)).collect();
+    Some(DiskSample {
+        at: std::time::Instant::now(),
+        writes: *f.get(4)?,
+        in_flight: *f.get(8)?,
+        discards: *f.get(11)?,
+        discard_sectors: *f.get(13)?,
+        flushes: *f.get(15)?,
+    })
+}
+
+/// Reads the counters of the block device holding `path` every 5 ms on a
+/// thread of its own, until stopped; used to see what the disk did while
+/// a slow write waited.
+pub struct DiskSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<DiskSample>>>,
+}
+
+impl DiskSampler {
+    /// Starts sampling the device of `path`; `None` if it has no line in
+    /// `/proc/diskstats` (for example on tmpfs).
+    pub fn start(path: &Path) -> Option<DiskSampler> {
+        let (_, dev) = mount_of(path);
+        let dev = dev.strip_prefix("/dev/")?.to_string();
+        disk_sample(&dev)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("disk-sampler".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    out.extend(disk_sample(&dev));
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                out
+            })
+            .ok()?;
+        Some(DiskSampler { stop, handle: Some(handle) })
+    }
+
+    /// Stops the thread and returns its samples in time order.
+    pub fn finish(mut self) -> Vec<DiskSample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+/// Disk activity between the last sample before `from` and the first
+/// sample after `to`: (discards, MiB discarded, flushes, writes, most
+/// requests in flight).
+pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::time::Instant) -> (u64, f64, u64, u64, u64) {
+    let lo = samples.iter().rposition(|s| s.at <= from).unwrap_or(0);
+    let hi = samples.iter().position(|s| s.at >= to).unwrap_or(samples.len().saturating_sub(1));
+    if samples.is_empty() || hi <= lo {
+        return (0, 0.0, 0, 0, 0);
+    }
+    let (a, b) = (samples[lo], samples[hi]);
+    let in_flight = samples[lo..=hi].iter().map(|s| s.in_flight).max().unwrap_or(0);
+    (
+        b.discards - a.discards,
+        (b.discard_sectors - a.discard_sectors) as f64 * 512.0 / (1 << 20) as f64,
+        b.flushes - a.flushes,
+        b.writes - a.writes,
+        in_flight,
+    )
+}

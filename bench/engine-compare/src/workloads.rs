@@ -127,6 +127,8 @@ struct Timed {
     done: u64,
     elapsed: Duration,
     truncated: bool,
+    /// Start and duration of every call that took 8 ms or more.
+    slow: Vec<(Instant, Duration)>,
 }
 
 /// Runs `op(0..n)` on one thread, timing each call, until done or `max`.
@@ -134,6 +136,7 @@ fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) 
     let start = Instant::now();
     let mut done = 0;
     let mut truncated = false;
+    let mut slow = Vec::new();
     while done < n {
         if done.is_multiple_of(256) && start.elapsed() > max {
             truncated = true;
@@ -141,10 +144,52 @@ fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) 
         }
         let t = Instant::now();
         op(done)?;
-        h.saturating_record(t.elapsed().as_nanos() as u64);
+        let took = t.elapsed();
+        h.saturating_record(took.as_nanos() as u64);
+        if took >= Duration::from_millis(8) {
+            slow.push((t, took));
+        }
         done += 1;
     }
-    Ok(Timed { done, elapsed: start.elapsed(), truncated })
+    Ok(Timed { done, elapsed: start.elapsed(), truncated, slow })
+}
+
+/// What the disk did around each put of 8 ms or more, against the share
+/// of all windows of the same length that saw a discard: if slow puts
+/// coincide with discards far more often than chance, the discards are
+/// a suspect.
+fn slow_put_report(name: &str, t: &Timed, samples: &[crate::metrics::DiskSample]) -> String {
+    use crate::metrics::disk_window;
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return String::new() };
+    let mut s = String::new();
+    let total = disk_window(samples, first.at, last.at);
+    let window = Duration::from_millis(25);
+    let mut windows = 0u64;
+    let mut with_discard = 0u64;
+    let mut at = first.at;
+    while at + window <= last.at {
+        windows += 1;
+        with_discard += u64::from(disk_window(samples, at, at + window).0 > 0);
+        at += window;
+    }
+    s += &format!(
+        "  {name} fillrandom disk: {} discards ({:.0} MiB), {} flushes, {} writes; {:.1}% of 25 ms windows saw a discard\n",
+        total.0,
+        total.1,
+        total.2,
+        total.3,
+        100.0 * with_discard as f64 / windows.max(1) as f64
+    );
+    let origin = first.at;
+    for &(start, took) in &t.slow {
+        let (d, mib, fl, wr, inflight) = disk_window(samples, start - Duration::from_millis(10), start + took);
+        s += &format!(
+            "    slow put at {:>7.3} s: {:>5.1} ms; disk from 10 ms before: {d} discards ({mib:.0} MiB), {fl} flushes, {wr} writes, in flight up to {inflight}\n",
+            start.saturating_duration_since(origin).as_secs_f64(),
+            took.as_secs_f64() * 1e3,
+        );
+    }
+    s
 }
 
 /// Runs `op(0..n)` from `threads` threads (each takes the next index),
@@ -189,7 +234,12 @@ fn timed_concurrent(
     for h in hists {
         all.add(h?).expect("same histogram bounds");
     }
-    let t = Timed { done: done.load(Ordering::Relaxed), elapsed, truncated: truncated.load(Ordering::Relaxed) };
+    let t = Timed {
+        done: done.load(Ordering::Relaxed),
+        elapsed,
+        truncated: truncated.load(Ordering::Relaxed),
+        slow: Vec::new(),
+    };
     Ok((t, all))
 }
 
@@ -288,7 +338,9 @@ fn run_random(
     let mut h = histogram();
     let w = Writes::start()?;
     let sched = crate::metrics::thread_sched();
+    let disk = crate::metrics::DiskSampler::start(dir);
     let t = timed(cfg.n, cfg.max_cell, &mut h, |i| engine.put(&key(perm[i as usize]), values.get(i)))?;
+    let samples = disk.map(crate::metrics::DiskSampler::finish).unwrap_or_default();
     let inserted = t.done;
     let slow = |ms: u64| h.count_between(ms * 1_000_000, h.max());
     eprintln!(
@@ -298,6 +350,7 @@ fn run_random(
         slow(16),
         crate::metrics::thread_sched_report(&sched, &crate::metrics::thread_sched())
     );
+    eprint!("{}", slow_put_report(name, &t, &samples));
     let fill = w.finish("fillrandom", name, engine, dir, cfg, &t, &h, inserted, inserted)?;
     if cfg.wants("fillrandom") {
         cells.push(fill);
@@ -369,7 +422,7 @@ fn scan_all(engine: &dyn Engine, max: Duration) -> Result<(Timed, Histogram<u64>
         }
         true
     })?;
-    Ok((Timed { done, elapsed: start.elapsed(), truncated }, h))
+    Ok((Timed { done, elapsed: start.elapsed(), truncated, slow: Vec::new() }, h))
 }
 
 fn base_cell(workload: &str, engine: &str, t: &Timed, h: &Histogram<u64>, ops: u64) -> Cell {
