@@ -152,8 +152,9 @@ pub fn thread_sched_report(before: &[ThreadSched], after: &[ThreadSched]) -> Str
     s
 }
 
-/// One reading of a block device's `/proc/diskstats` counters.
-#[derive(Debug, Clone, Copy)]
+/// One reading of a block device's `/proc/diskstats` counters and of
+/// each CPU's steal time.
+#[derive(Debug, Clone)]
 pub struct DiskSample {
     pub at: std::time::Instant,
     /// Writes completed.
@@ -166,6 +167,18 @@ pub struct DiskSample {
     pub flushes: u64,
     /// Requests in flight at the moment of the reading.
     pub in_flight: u64,
+    /// Per CPU, the time the hypervisor ran something else while this
+    /// (virtual) CPU had work, in `USER_HZ` ticks (10 ms) from
+    /// `/proc/stat`.
+    pub steal: Vec<u64>,
+}
+
+fn steal_ticks() -> Vec<u64> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| l.split_whitespace().nth(8).and_then(|x| x.parse().ok()).unwrap_or(0))
+        .collect()
 }
 
 fn disk_sample(dev: &str) -> Option<DiskSample> {
@@ -179,12 +192,13 @@ fn disk_sample(dev: &str) -> Option<DiskSample> {
         discards: *f.get(11)?,
         discard_sectors: *f.get(13)?,
         flushes: *f.get(15)?,
+        steal: steal_ticks(),
     })
 }
 
-/// Reads the counters of the block device holding `path` every 5 ms on a
-/// thread of its own, until stopped; used to see what the disk did while
-/// a slow write waited.
+/// Reads the counters of the block device holding `path` (and the CPUs'
+/// steal time) every 5 ms on a thread of its own, until stopped; used to
+/// see what the disk and the hypervisor did while a slow write waited.
 pub struct DiskSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<Vec<DiskSample>>>,
@@ -220,22 +234,34 @@ impl DiskSampler {
     }
 }
 
-/// Disk activity between the last sample before `from` and the first
-/// sample after `to`: (discards, MiB discarded, flushes, writes, most
-/// requests in flight).
-pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::time::Instant) -> (u64, f64, u64, u64, u64) {
+/// Disk and hypervisor activity over a window of samples.
+#[derive(Debug, Default)]
+pub struct DiskWindow {
+    pub discards: u64,
+    pub discard_mib: f64,
+    pub flushes: u64,
+    pub writes: u64,
+    /// Most requests in flight at any sample.
+    pub in_flight: u64,
+    /// Steal time per CPU, ms (10 ms resolution).
+    pub steal_ms: Vec<u64>,
+}
+
+/// Activity between the last sample before `from` and the first sample
+/// after `to`.
+pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::time::Instant) -> DiskWindow {
     let lo = samples.iter().rposition(|s| s.at <= from).unwrap_or(0);
     let hi = samples.iter().position(|s| s.at >= to).unwrap_or(samples.len().saturating_sub(1));
     if samples.is_empty() || hi <= lo {
-        return (0, 0.0, 0, 0, 0);
+        return DiskWindow::default();
     }
-    let (a, b) = (samples[lo], samples[hi]);
-    let in_flight = samples[lo..=hi].iter().map(|s| s.in_flight).max().unwrap_or(0);
-    (
-        b.discards - a.discards,
-        (b.discard_sectors - a.discard_sectors) as f64 * 512.0 / (1 << 20) as f64,
-        b.flushes - a.flushes,
-        b.writes - a.writes,
-        in_flight,
-    )
+    let (a, b) = (&samples[lo], &samples[hi]);
+    DiskWindow {
+        discards: b.discards - a.discards,
+        discard_mib: (b.discard_sectors - a.discard_sectors) as f64 * 512.0 / (1 << 20) as f64,
+        flushes: b.flushes - a.flushes,
+        writes: b.writes - a.writes,
+        in_flight: samples[lo..=hi].iter().map(|s| s.in_flight).max().unwrap_or(0),
+        steal_ms: b.steal.iter().zip(&a.steal).map(|(b, a)| (b - a) * 10).collect(),
+    }
 }

@@ -19,6 +19,9 @@ pub struct Median {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// fillrandom: median over repetitions of the longest put without
+    /// steal time (see `Cell::max_no_steal_us`).
+    pub max_no_steal_us: Option<f64>,
     pub write_amp: Option<f64>,
     pub space_amp: Option<f64>,
     pub truncated: bool,
@@ -64,6 +67,7 @@ pub fn medians(cells: &[Cell], engines: &[String]) -> Vec<Median> {
                 p50_us: f(&|c| c.p50_us),
                 p99_us: f(&|c| c.p99_us),
                 max_us: f(&|c| c.max_us),
+                max_no_steal_us: opt(&|c| c.max_no_steal_us),
                 write_amp: opt(&|c| c.write_amp),
                 space_amp: opt(&|c| c.space_amp),
                 truncated: cs.iter().any(|c| c.truncated),
@@ -106,15 +110,15 @@ pub fn workload_tables(ms: &[Median]) -> String {
         let _ = writeln!(out, "\n### {w}{unit}\n");
         let _ = writeln!(
             out,
-            "| engine | ops | ops/s (median) | ops/s min–max | p50 µs | p99 µs | max µs | write-amp | space-amp | bedrock / engine |"
+            "| engine | ops | ops/s (median) | ops/s min–max | p50 µs | p99 µs | max µs | max µs without steal | write-amp | space-amp | bedrock / engine |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for m in rows {
             let ratio = bedrock.map_or("-".into(), |b| format!("{:.2}", b / m.ops_per_sec));
             let trunc = if m.truncated { " (cut at --max-seconds)" } else { "" };
             let _ = writeln!(
                 out,
-                "| {}{trunc} | {} | {} | {}–{} | {:.1} | {:.1} | {:.1} | {} | {} | {ratio} |",
+                "| {}{trunc} | {} | {} | {}–{} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {ratio} |",
                 m.engine,
                 num(m.ops as f64),
                 num(m.ops_per_sec),
@@ -123,6 +127,7 @@ pub fn workload_tables(ms: &[Median]) -> String {
                 m.p50_us,
                 m.p99_us,
                 m.max_us,
+                m.max_no_steal_us.map_or("-".into(), |us| format!("{us:.1}")),
                 opt2(m.write_amp),
                 opt2(m.space_amp),
             );

@@ -107,6 +107,12 @@ pub struct Cell {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// fillrandom: the longest put during which no CPU of the (virtual)
+    /// machine lost time to the hypervisor (`/proc/stat` steal time, 10 ms
+    /// resolution), microseconds: the worst latency the engine and the
+    /// guest kernel are answerable for.
+    #[serde(default)]
+    pub max_no_steal_us: Option<f64>,
     /// Bytes written by the process (workload + settle) / logical bytes.
     pub write_amp: Option<f64>,
     /// Allocated bytes of the directory after the settle / live logical bytes.
@@ -127,9 +133,13 @@ struct Timed {
     done: u64,
     elapsed: Duration,
     truncated: bool,
-    /// Start and duration of every call that took 8 ms or more.
+    /// Start and duration of every call that took [`SLOW_CALL`] or more.
     slow: Vec<(Instant, Duration)>,
 }
+
+/// Calls at least this long are kept one by one (start and duration), so
+/// a slow call can be matched with what the machine did meanwhile.
+const SLOW_CALL: Duration = Duration::from_millis(1);
 
 /// Runs `op(0..n)` on one thread, timing each call, until done or `max`.
 fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) -> Result<()>) -> Result<Timed> {
@@ -146,7 +156,7 @@ fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) 
         op(done)?;
         let took = t.elapsed();
         h.saturating_record(took.as_nanos() as u64);
-        if took >= Duration::from_millis(8) {
+        if took >= SLOW_CALL {
             slow.push((t, took));
         }
         done += 1;
@@ -154,42 +164,75 @@ fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) 
     Ok(Timed { done, elapsed: start.elapsed(), truncated, slow })
 }
 
-/// What the disk did around each put of 8 ms or more, against the share
-/// of all windows of the same length that saw a discard: if slow puts
-/// coincide with discards far more often than chance, the discards are
-/// a suspect.
+/// What the disk and the hypervisor did around each put of 8 ms or more,
+/// against the share of all windows of the same length that saw a
+/// discard or steal time: if slow puts coincide with one of them far more
+/// often than chance, it is a suspect.
 fn slow_put_report(name: &str, t: &Timed, samples: &[crate::metrics::DiskSample]) -> String {
     use crate::metrics::disk_window;
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return String::new() };
     let mut s = String::new();
     let total = disk_window(samples, first.at, last.at);
     let window = Duration::from_millis(25);
-    let mut windows = 0u64;
-    let mut with_discard = 0u64;
+    let (mut windows, mut with_discard, mut with_steal) = (0u64, 0u64, 0u64);
     let mut at = first.at;
     while at + window <= last.at {
+        let w = disk_window(samples, at, at + window);
         windows += 1;
-        with_discard += u64::from(disk_window(samples, at, at + window).0 > 0);
+        with_discard += u64::from(w.discards > 0);
+        with_steal += u64::from(w.steal_ms.iter().any(|&ms| ms > 0));
         at += window;
     }
+    let pct = |n: u64| 100.0 * n as f64 / windows.max(1) as f64;
     s += &format!(
-        "  {name} fillrandom disk: {} discards ({:.0} MiB), {} flushes, {} writes; {:.1}% of 25 ms windows saw a discard\n",
-        total.0,
-        total.1,
-        total.2,
-        total.3,
-        100.0 * with_discard as f64 / windows.max(1) as f64
+        "  {name} fillrandom disk: {} discards ({:.0} MiB), {} flushes, {} writes; steal {:?} ms per CPU; \
+         of 25 ms windows {:.1}% saw a discard, {:.1}% steal time\n",
+        total.discards,
+        total.discard_mib,
+        total.flushes,
+        total.writes,
+        total.steal_ms,
+        pct(with_discard),
+        pct(with_steal),
     );
     let origin = first.at;
-    for &(start, took) in &t.slow {
-        let (d, mib, fl, wr, inflight) = disk_window(samples, start - Duration::from_millis(10), start + took);
+    for &(start, took) in t.slow.iter().filter(|(_, took)| *took >= Duration::from_millis(8)) {
+        let w = disk_window(samples, start - Duration::from_millis(10), start + took);
         s += &format!(
-            "    slow put at {:>7.3} s: {:>5.1} ms; disk from 10 ms before: {d} discards ({mib:.0} MiB), {fl} flushes, {wr} writes, in flight up to {inflight}\n",
+            "    slow put at {:>7.3} s: {:>5.1} ms; from 10 ms before: {} discards ({:.0} MiB), {} flushes, {} writes, \
+             in flight up to {}, steal {:?} ms per CPU\n",
             start.saturating_duration_since(origin).as_secs_f64(),
             took.as_secs_f64() * 1e3,
+            w.discards,
+            w.discard_mib,
+            w.flushes,
+            w.writes,
+            w.in_flight,
+            w.steal_ms,
         );
     }
     s
+}
+
+/// The longest call of `t` (histogram `h`) whose span, from 10 ms before
+/// it started, saw no steal time on any CPU; `None` without samples.
+fn max_without_steal(t: &Timed, h: &Histogram<u64>, samples: &[crate::metrics::DiskSample]) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    let stolen = |start: Instant, took: Duration| {
+        crate::metrics::disk_window(samples, start - Duration::from_millis(10), start + took).steal_ms.iter().any(|&ms| ms > 0)
+    };
+    let slow_clean = t.slow.iter().filter(|&&(start, took)| !stolen(start, took)).map(|&(_, took)| took).max();
+    // Calls shorter than SLOW_CALL were not kept one by one: the longest
+    // of them is the largest histogram value below it.
+    let below = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to())
+        .filter(|&ns| ns < SLOW_CALL.as_nanos() as u64)
+        .max()
+        .map(Duration::from_nanos);
+    slow_clean.max(below)
 }
 
 /// Runs `op(0..n)` from `threads` threads (each takes the next index),
@@ -351,7 +394,11 @@ fn run_random(
         crate::metrics::thread_sched_report(&sched, &crate::metrics::thread_sched())
     );
     eprint!("{}", slow_put_report(name, &t, &samples));
-    let fill = w.finish("fillrandom", name, engine, dir, cfg, &t, &h, inserted, inserted)?;
+    let mut fill = w.finish("fillrandom", name, engine, dir, cfg, &t, &h, inserted, inserted)?;
+    fill.max_no_steal_us = max_without_steal(&t, &h, &samples).map(|d| d.as_secs_f64() * 1e6);
+    if let Some(us) = fill.max_no_steal_us {
+        eprintln!("  {name} fillrandom: longest put without steal time {:.1} ms (longest of all {:.1} ms)", us / 1e3, fill.max_us / 1e3);
+    }
     if cfg.wants("fillrandom") {
         cells.push(fill);
     }
@@ -437,6 +484,7 @@ fn base_cell(workload: &str, engine: &str, t: &Timed, h: &Histogram<u64>, ops: u
         p50_us,
         p99_us,
         max_us,
+        max_no_steal_us: None,
         write_amp: None,
         space_amp: None,
         bytes_written: None,
