@@ -224,10 +224,10 @@ impl Inner {
     /// Then, if the active memtable is full, it switches to a new one (and
     /// a new WAL segment).
     fn make_room(&self, bytes: u64) -> Result<()> {
-        // The common case without the core lock, which background threads
-        // hold while they record a flush or compaction in the manifest: no
-        // error, no pressure, room in the memtable (the active memtable
-        // only changes under `write_lock`, which the caller holds).
+        // The common case without the core lock (which background threads
+        // take to install a version and to pick work): no error, no
+        // pressure, room in the memtable (the active memtable only changes
+        // under `write_lock`, which the caller holds).
         if !self.bg_failed.load(Ordering::Acquire) {
             let l0 = self.l0_files.load(Ordering::Acquire);
             let imms_full = self.immutable_count.load(Ordering::Acquire) >= self.opts.max_immutable_memtables;
