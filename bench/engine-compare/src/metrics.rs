@@ -265,3 +265,96 @@ pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::ti
         steal_ms: b.steal.iter().zip(&a.steal).map(|(b, a)| (b - a) * 10).collect(),
     }
 }
+
+/// The calling thread's `/proc/thread-self/schedstat` (time on a CPU, time
+/// runnable but waiting for one), its `getrusage(RUSAGE_THREAD)` (user and
+/// system CPU time, page faults, context switches) and when they were read.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadTimes {
+    at: std::time::Instant,
+    cpu_ns: u64,
+    wait_ns: u64,
+    user_us: u64,
+    system_us: u64,
+    minor_faults: u64,
+    major_faults: u64,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+/// The difference of two [`ThreadTimes`]: a span of wall time split into
+/// running (user and system), waiting for a CPU, and the rest (blocked,
+/// or the whole machine stopped), with the page faults and context
+/// switches in it.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadSpan {
+    wall_ns: u64,
+    cpu_ns: u64,
+    wait_ns: u64,
+    user_us: u64,
+    system_us: u64,
+    minor_faults: u64,
+    major_faults: u64,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+impl ThreadTimes {
+    pub fn now() -> ThreadTimes {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        let mut f = text.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+        let (cpu_ns, wait_ns) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        ThreadTimes {
+            at: std::time::Instant::now(),
+            cpu_ns,
+            wait_ns,
+            user_us: us(ru.ru_utime),
+            system_us: us(ru.ru_stime),
+            minor_faults: ru.ru_minflt as u64,
+            major_faults: ru.ru_majflt as u64,
+            voluntary: ru.ru_nvcsw as u64,
+            involuntary: ru.ru_nivcsw as u64,
+        }
+    }
+
+    /// What the thread did from `earlier` to `self`.
+    pub fn since(&self, earlier: &ThreadTimes) -> ThreadSpan {
+        ThreadSpan {
+            wall_ns: self.at.saturating_duration_since(earlier.at).as_nanos() as u64,
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            wait_ns: self.wait_ns.saturating_sub(earlier.wait_ns),
+            user_us: self.user_us.saturating_sub(earlier.user_us),
+            system_us: self.system_us.saturating_sub(earlier.system_us),
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+            major_faults: self.major_faults.saturating_sub(earlier.major_faults),
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+        }
+    }
+}
+
+impl std::fmt::Display for ThreadSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let other = self.wall_ns.saturating_sub(self.cpu_ns + self.wait_ns);
+        write!(
+            f,
+            "{:.1} ms: on CPU {:.1} (user {:.1}, system {:.1}), runnable {:.1}, neither {:.1}; \
+             {} minor and {} major faults, {} voluntary and {} involuntary switches",
+            ms(self.wall_ns),
+            ms(self.cpu_ns),
+            self.user_us as f64 / 1e3,
+            self.system_us as f64 / 1e3,
+            ms(self.wait_ns),
+            ms(other),
+            self.minor_faults,
+            self.major_faults,
+            self.voluntary,
+            self.involuntary,
+        )
+    }
+}

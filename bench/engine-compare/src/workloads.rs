@@ -135,6 +135,10 @@ struct Timed {
     truncated: bool,
     /// Start and duration of every call that took [`SLOW_CALL`] or more.
     slow: Vec<(Instant, Duration)>,
+    /// For each call of 8 ms or more (by start), what the calling thread
+    /// did from its last schedstat reading (at most 1,024 calls earlier)
+    /// to the end of the call.
+    slow_sched: Vec<(Instant, crate::metrics::ThreadSpan)>,
 }
 
 /// Calls at least this long are kept one by one (start and duration), so
@@ -147,10 +151,15 @@ fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) 
     let mut done = 0;
     let mut truncated = false;
     let mut slow = Vec::new();
+    let mut slow_sched = Vec::new();
+    let mut last_times = crate::metrics::ThreadTimes::now();
     while done < n {
         if done.is_multiple_of(256) && start.elapsed() > max {
             truncated = true;
             break;
+        }
+        if done.is_multiple_of(1024) {
+            last_times = crate::metrics::ThreadTimes::now();
         }
         let t = Instant::now();
         op(done)?;
@@ -159,9 +168,12 @@ fn timed(n: u64, max: Duration, h: &mut Histogram<u64>, mut op: impl FnMut(u64) 
         if took >= SLOW_CALL {
             slow.push((t, took));
         }
+        if took >= Duration::from_millis(8) {
+            slow_sched.push((t, crate::metrics::ThreadTimes::now().since(&last_times)));
+        }
         done += 1;
     }
-    Ok(Timed { done, elapsed: start.elapsed(), truncated, slow })
+    Ok(Timed { done, elapsed: start.elapsed(), truncated, slow, slow_sched })
 }
 
 /// What the disk and the hypervisor did around each put of 8 ms or more,
@@ -200,7 +212,7 @@ fn slow_put_report(name: &str, t: &Timed, samples: &[crate::metrics::DiskSample]
         let w = disk_window(samples, start - Duration::from_millis(10), start + took);
         s += &format!(
             "    slow put at {:>7.3} s: {:>5.1} ms; from 10 ms before: {} discards ({:.0} MiB), {} flushes, {} writes, \
-             in flight up to {}, steal {:?} ms per CPU\n",
+             in flight up to {}, steal {:?} ms per CPU; writer since its last reading: {}\n",
             start.saturating_duration_since(origin).as_secs_f64(),
             took.as_secs_f64() * 1e3,
             w.discards,
@@ -209,6 +221,7 @@ fn slow_put_report(name: &str, t: &Timed, samples: &[crate::metrics::DiskSample]
             w.writes,
             w.in_flight,
             w.steal_ms,
+            t.slow_sched.iter().find(|(at, _)| *at == start).map_or("-".into(), |(_, d)| d.to_string()),
         );
     }
     s
@@ -282,6 +295,7 @@ fn timed_concurrent(
         elapsed,
         truncated: truncated.load(Ordering::Relaxed),
         slow: Vec::new(),
+        slow_sched: Vec::new(),
     };
     Ok((t, all))
 }
@@ -469,7 +483,7 @@ fn scan_all(engine: &dyn Engine, max: Duration) -> Result<(Timed, Histogram<u64>
         }
         true
     })?;
-    Ok((Timed { done, elapsed: start.elapsed(), truncated, slow: Vec::new() }, h))
+    Ok((Timed { done, elapsed: start.elapsed(), truncated, slow: Vec::new(), slow_sched: Vec::new() }, h))
 }
 
 fn base_cell(workload: &str, engine: &str, t: &Timed, h: &Histogram<u64>, ops: u64) -> Cell {
