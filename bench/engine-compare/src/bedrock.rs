@@ -3,7 +3,9 @@
 //! Options: 64 MiB memtable, at most 2 immutable memtables, 4 KiB blocks,
 //! restart interval 16, 10 bloom bits per key, L0 trigger 4 (slowdown 8,
 //! stop 12), dynamic level targets (the default; base level at most
-//! 256 MiB, ×10 per level), 64 MiB output files, one
+//! 256 MiB, ×10 per level), 64 MiB output files, the file to compact
+//! from a level by least overlap with the next (`compaction_pri`, the
+//! default; `--bedrock-compaction-pri round-robin` for the other), one
 //! compaction thread plus the flush thread, of which one works at a time on
 //! this 2-CPU machine (`background_job_limit`, default CPUs - 1: a flush
 //! pauses the compaction); writeback hinted every 1 MiB of a table
@@ -22,7 +24,7 @@ use bedrock_lsm::{Db, Options, WriteBatch};
 use bedrock_sstable::Compression as TableCompression;
 use bedrock_wal::SyncPolicy;
 
-use crate::engine::{wait_quiet, Common, Durability, Engine};
+use crate::engine::{wait_quiet, Common, CompactionPri, Durability, Engine};
 
 pub struct Bedrock {
     db: Db,
@@ -46,6 +48,10 @@ impl Bedrock {
         opts.level_size_multiplier = 10;
         opts.target_file_size_bytes = 64 << 20;
         opts.background_compactions = 1;
+        opts.compaction_pri = match c.bedrock_compaction_pri {
+            CompactionPri::MinOverlappingRatio => bedrock_lsm::CompactionPri::MinOverlappingRatio,
+            CompactionPri::RoundRobin => bedrock_lsm::CompactionPri::RoundRobin,
+        };
         opts.compression_per_level = (0..3)
             .map(|l| if c.compression.level_compressed(l) { TableCompression::Lz4 } else { TableCompression::None })
             .collect();

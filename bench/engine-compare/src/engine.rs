@@ -36,6 +36,17 @@ pub struct Common {
     pub cache_bytes: u64,
     /// Data-block compression, the same policy for every engine.
     pub compression: Compression,
+    /// Bedrock's choice of the file to compact from a level.
+    pub bedrock_compaction_pri: CompactionPri,
+}
+
+/// Bedrock's `Options::compaction_pri`, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompactionPri {
+    /// Least overlap in the next level per byte (RocksDB's `kMinOverlappingRatio`; the default).
+    MinOverlappingRatio,
+    /// The next file after the previous compaction's (LevelDB's compact pointer).
+    RoundRobin,
 }
 
 /// Data-block compression, applied alike to every engine.

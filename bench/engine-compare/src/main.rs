@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 
-use engine::{Common, Compression, Durability};
+use engine::{Common, CompactionPri, Compression, Durability};
 use workloads::{Cell, RunConfig, ALL_GROUPS, ALL_WORKLOADS, NOT_IN_ALL};
 
 /// db_bench-style comparison of bedrock-lsm with fjall and RocksDB.
@@ -88,6 +88,11 @@ struct Args {
     /// Block cache of the peers in MiB (Bedrock reads through mmap).
     #[arg(long, default_value_t = 256)]
     cache_mib: u64,
+    /// Which file of a level Bedrock compacts into the next
+    /// (`Options::compaction_pri`; RocksDB here always uses its default,
+    /// `kMinOverlappingRatio`).
+    #[arg(long, value_enum, default_value_t = CompactionPri::MinOverlappingRatio)]
+    bedrock_compaction_pri: CompactionPri,
     /// Seed of key orders and values.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -155,6 +160,7 @@ impl Args {
             l0_trigger: 4,
             cache_bytes: self.cache_mib << 20,
             compression: self.compression,
+            bedrock_compaction_pri: self.bedrock_compaction_pri,
         }
     }
 
@@ -321,7 +327,7 @@ fn header(args: &Args, engines: &[String], cfg: &RunConfig, fs: &str, dev: &str)
          engines: {}   workloads: {}\n\
          N = {}, reads = {}, fillsync1 = {}, fillsync64 = {} puts from {} threads, batch = {}, \
          key 16 B, value 100 B (50% compressible)\n\
-         compression {:?}, peers' block cache {} MiB; max {} s per cell; repetitions {}\n\
+         compression {:?}, peers' block cache {} MiB; bedrock compaction_pri {:?}; max {} s per cell; repetitions {}\n\
          machine: {cores} cores, {cpu}; data dir {} ({fs} on {dev}); clock read ≈ {timer:.0} ns\n\
          bedrock source: {}\n\
          load average at start: {}",
@@ -335,6 +341,7 @@ fn header(args: &Args, engines: &[String], cfg: &RunConfig, fs: &str, dev: &str)
         cfg.batch,
         args.compression,
         args.cache_mib,
+        args.bedrock_compaction_pri,
         args.max_seconds,
         args.repeat,
         args.data_dir().display(),

@@ -171,6 +171,11 @@ pub struct DiskSample {
     /// (virtual) CPU had work, in `USER_HZ` ticks (10 ms) from
     /// `/proc/stat`.
     pub steal: Vec<u64>,
+    /// The sampling thread's own run-queue wait so far, ns
+    /// (`/proc/thread-self/schedstat`): a gap between two samples far
+    /// over 5 ms without run-queue wait means no CPU of the virtual
+    /// machine ran it, whatever the steal counters say.
+    pub sampler_wait_ns: u64,
 }
 
 fn steal_ticks() -> Vec<u64> {
@@ -193,6 +198,10 @@ fn disk_sample(dev: &str) -> Option<DiskSample> {
         discard_sectors: *f.get(13)?,
         flushes: *f.get(15)?,
         steal: steal_ticks(),
+        sampler_wait_ns: std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(1).and_then(|x| x.parse().ok()))
+            .unwrap_or(0),
     })
 }
 
@@ -245,6 +254,10 @@ pub struct DiskWindow {
     pub in_flight: u64,
     /// Steal time per CPU, ms (10 ms resolution).
     pub steal_ms: Vec<u64>,
+    /// The longest time between two consecutive samples, ms (the sampler
+    /// sleeps 5 ms between them), and its run-queue wait in that time.
+    pub max_gap_ms: f64,
+    pub max_gap_wait_ms: f64,
 }
 
 /// Activity between the last sample before `from` and the first sample
@@ -256,6 +269,14 @@ pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::ti
         return DiskWindow::default();
     }
     let (a, b) = (&samples[lo], &samples[hi]);
+    let (mut max_gap_ms, mut max_gap_wait_ms) = (0.0, 0.0);
+    for pair in samples[lo..=hi].windows(2) {
+        let gap = pair[1].at.saturating_duration_since(pair[0].at).as_secs_f64() * 1e3;
+        if gap > max_gap_ms {
+            max_gap_ms = gap;
+            max_gap_wait_ms = pair[1].sampler_wait_ns.saturating_sub(pair[0].sampler_wait_ns) as f64 / 1e6;
+        }
+    }
     DiskWindow {
         discards: b.discards - a.discards,
         discard_mib: (b.discard_sectors - a.discard_sectors) as f64 * 512.0 / (1 << 20) as f64,
@@ -263,6 +284,8 @@ pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::ti
         writes: b.writes - a.writes,
         in_flight: samples[lo..=hi].iter().map(|s| s.in_flight).max().unwrap_or(0),
         steal_ms: b.steal.iter().zip(&a.steal).map(|(b, a)| (b - a) * 10).collect(),
+        max_gap_ms,
+        max_gap_wait_ms,
     }
 }
 

@@ -212,7 +212,8 @@ fn slow_put_report(name: &str, t: &Timed, samples: &[crate::metrics::DiskSample]
         let w = disk_window(samples, start - Duration::from_millis(10), start + took);
         s += &format!(
             "    slow put at {:>7.3} s: {:>5.1} ms; from 10 ms before: {} discards ({:.0} MiB), {} flushes, {} writes, \
-             in flight up to {}, steal {:?} ms per CPU; writer since its last reading: {}\n",
+             in flight up to {}, steal {:?} ms per CPU, sampler's longest gap {:.1} ms (runnable {:.1}); \
+             writer since its last reading: {}\n",
             start.saturating_duration_since(origin).as_secs_f64(),
             took.as_secs_f64() * 1e3,
             w.discards,
@@ -221,6 +222,8 @@ fn slow_put_report(name: &str, t: &Timed, samples: &[crate::metrics::DiskSample]
             w.writes,
             w.in_flight,
             w.steal_ms,
+            w.max_gap_ms,
+            w.max_gap_wait_ms,
             t.slow_sched.iter().find(|(at, _)| *at == start).map_or("-".into(), |(_, d)| d.to_string()),
         );
     }

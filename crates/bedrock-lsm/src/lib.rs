@@ -68,7 +68,7 @@ pub use cursor::DbCursor;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::DbIterator;
-pub use options::Options;
+pub use options::{CompactionPri, Options};
 pub use snapshot::Snapshot;
 pub use stats::{DbStats, LevelStats};
 pub use write::LatestView;

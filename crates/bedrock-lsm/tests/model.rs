@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bedrock_lsm::{Db, Options, Snapshot, WriteBatch};
+use bedrock_lsm::{CompactionPri, Db, Options, Snapshot, WriteBatch};
 use bedrock_wal::{FaultFs, WalOptions};
 use proptest::prelude::*;
 
@@ -63,8 +63,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn options(fs: &FaultFs) -> Options {
+fn options(fs: &FaultFs, compaction_pri: CompactionPri) -> Options {
     Options {
+        compaction_pri,
         // Two compaction threads exercise concurrent compactions; with
         // the flush thread they share two job slots, so a flush often
         // pauses a compaction.
@@ -104,9 +105,9 @@ fn range(model: &BTreeMap<Vec<u8>, Vec<u8>>, a: u8, b: u8, limit: usize) -> Vec<
     }
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, pri: CompactionPri) -> Result<(), TestCaseError> {
     let mut fs = FaultFs::new();
-    let mut db = Some(Db::open(options(&fs)).unwrap());
+    let mut db = Some(Db::open(options(&fs, pri)).unwrap());
     let mut model: Model = BTreeMap::new();
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
@@ -211,7 +212,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Flush => d.flush().unwrap(),
             Op::Compact => {
                 d.flush().unwrap();
-                let trigger = options(&fs).l0_compaction_trigger;
+                let trigger = options(&fs, pri).l0_compaction_trigger;
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
                 while d.stats().levels.first().is_some_and(|l| l.files >= trigger) {
                     prop_assert!(std::time::Instant::now() < deadline, "the L0 compaction never ran");
@@ -221,7 +222,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Reopen => {
                 snapshots.clear();
                 drop(db.take()); // releases the directory lock
-                db = Some(Db::open(options(&fs)).unwrap());
+                db = Some(Db::open(options(&fs, pri)).unwrap());
             }
             Op::PowerCut(seed) => {
                 // Every write was acknowledged under SyncPolicy::Always, so
@@ -230,7 +231,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let image = fs.crash(seed);
                 drop(db.take());
                 fs = image;
-                db = Some(Db::open(options(&fs)).unwrap());
+                db = Some(Db::open(options(&fs, pri)).unwrap());
             }
         }
     }
@@ -249,7 +250,10 @@ proptest! {
     })]
 
     #[test]
-    fn engine_matches_btreemap_model(ops in prop::collection::vec(op(), 1..200)) {
-        run(ops)?;
+    fn engine_matches_btreemap_model(
+        ops in prop::collection::vec(op(), 1..200),
+        pri in prop_oneof![Just(CompactionPri::MinOverlappingRatio), Just(CompactionPri::RoundRobin)],
+    ) {
+        run(ops, pri)?;
     }
 }
