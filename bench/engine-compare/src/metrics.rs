@@ -104,6 +104,14 @@ pub struct ThreadSched {
     pub involuntary: u64,
 }
 
+/// A thread's time on a CPU and time runnable but waiting for one, ns,
+/// from its `schedstat` file under `/proc`; zeros if it cannot be read.
+fn schedstat(path: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+    (f.next().unwrap_or(0), f.next().unwrap_or(0))
+}
+
 /// The scheduling counters of every live thread of this process.
 pub fn thread_sched() -> Vec<ThreadSched> {
     let mut out = Vec::new();
@@ -112,9 +120,7 @@ pub fn thread_sched() -> Vec<ThreadSched> {
         let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else { continue };
         let p = t.path();
         let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default().trim().to_string();
-        let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
-        let mut f = sched.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
-        let (cpu_ns, wait_ns) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        let (cpu_ns, wait_ns) = schedstat(&p.join("schedstat"));
         let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
         let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0);
         out.push(ThreadSched {
@@ -198,10 +204,7 @@ fn disk_sample(dev: &str) -> Option<DiskSample> {
         discard_sectors: *f.get(13)?,
         flushes: *f.get(15)?,
         steal: steal_ticks(),
-        sampler_wait_ns: std::fs::read_to_string("/proc/thread-self/schedstat")
-            .ok()
-            .and_then(|t| t.split_whitespace().nth(1).and_then(|x| x.parse().ok()))
-            .unwrap_or(0),
+        sampler_wait_ns: schedstat(Path::new("/proc/thread-self/schedstat")).1,
     })
 }
 
@@ -289,12 +292,12 @@ pub fn disk_window(samples: &[DiskSample], from: std::time::Instant, to: std::ti
     }
 }
 
-/// The calling thread's `/proc/thread-self/schedstat` (time on a CPU, time
-/// runnable but waiting for one), its `getrusage(RUSAGE_THREAD)` (user and
-/// system CPU time, page faults, context switches) and when they were read.
+/// A thread's cumulative scheduling counters: `/proc/thread-self/schedstat`
+/// (time on a CPU, time runnable but waiting for one) and
+/// `getrusage(RUSAGE_THREAD)` (user and system CPU time, page faults,
+/// context switches).
 #[derive(Debug, Clone, Copy)]
-pub struct ThreadTimes {
-    at: std::time::Instant,
+struct SchedCounters {
     cpu_ns: u64,
     wait_ns: u64,
     user_us: u64,
@@ -305,34 +308,14 @@ pub struct ThreadTimes {
     involuntary: u64,
 }
 
-/// The difference of two [`ThreadTimes`]: a span of wall time split into
-/// running (user and system), waiting for a CPU, and the rest (blocked,
-/// or the whole machine stopped), with the page faults and context
-/// switches in it.
-#[derive(Debug, Clone, Copy)]
-pub struct ThreadSpan {
-    wall_ns: u64,
-    cpu_ns: u64,
-    wait_ns: u64,
-    user_us: u64,
-    system_us: u64,
-    minor_faults: u64,
-    major_faults: u64,
-    voluntary: u64,
-    involuntary: u64,
-}
-
-impl ThreadTimes {
-    pub fn now() -> ThreadTimes {
-        let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-        let mut f = text.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
-        let (cpu_ns, wait_ns) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+impl SchedCounters {
+    fn of_this_thread() -> SchedCounters {
+        let (cpu_ns, wait_ns) = schedstat(Path::new("/proc/thread-self/schedstat"));
         // SAFETY: getrusage only writes the struct it is given.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
         let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-        ThreadTimes {
-            at: std::time::Instant::now(),
+        SchedCounters {
             cpu_ns,
             wait_ns,
             user_us: us(ru.ru_utime),
@@ -344,10 +327,9 @@ impl ThreadTimes {
         }
     }
 
-    /// What the thread did from `earlier` to `self`.
-    pub fn since(&self, earlier: &ThreadTimes) -> ThreadSpan {
-        ThreadSpan {
-            wall_ns: self.at.saturating_duration_since(earlier.at).as_nanos() as u64,
+    /// Each counter's growth from `earlier` to `self`.
+    fn minus(&self, earlier: &SchedCounters) -> SchedCounters {
+        SchedCounters {
             cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
             wait_ns: self.wait_ns.saturating_sub(earlier.wait_ns),
             user_us: self.user_us.saturating_sub(earlier.user_us),
@@ -360,24 +342,79 @@ impl ThreadTimes {
     }
 }
 
+/// The calling thread's [`SchedCounters`] and when they were read.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadTimes {
+    at: std::time::Instant,
+    counters: SchedCounters,
+}
+
+/// The difference of two [`ThreadTimes`]: a span of wall time split into
+/// running (user and system), waiting for a CPU, and the rest (blocked,
+/// or the whole machine stopped), with the page faults and context
+/// switches in it.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadSpan {
+    wall_ns: u64,
+    counters: SchedCounters,
+}
+
+impl ThreadTimes {
+    pub fn now() -> ThreadTimes {
+        let counters = SchedCounters::of_this_thread();
+        ThreadTimes { at: std::time::Instant::now(), counters }
+    }
+
+    /// What the thread did from `earlier` to `self`.
+    pub fn since(&self, earlier: &ThreadTimes) -> ThreadSpan {
+        ThreadSpan {
+            wall_ns: self.at.saturating_duration_since(earlier.at).as_nanos() as u64,
+            counters: self.counters.minus(&earlier.counters),
+        }
+    }
+}
+
 impl std::fmt::Display for ThreadSpan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |ns: u64| ns as f64 / 1e6;
-        let other = self.wall_ns.saturating_sub(self.cpu_ns + self.wait_ns);
+        let c = &self.counters;
+        let other = self.wall_ns.saturating_sub(c.cpu_ns + c.wait_ns);
         write!(
             f,
             "{:.1} ms: on CPU {:.1} (user {:.1}, system {:.1}), runnable {:.1}, neither {:.1}; \
              {} minor and {} major faults, {} voluntary and {} involuntary switches",
             ms(self.wall_ns),
-            ms(self.cpu_ns),
-            self.user_us as f64 / 1e3,
-            self.system_us as f64 / 1e3,
-            ms(self.wait_ns),
+            ms(c.cpu_ns),
+            c.user_us as f64 / 1e3,
+            c.system_us as f64 / 1e3,
+            ms(c.wait_ns),
             ms(other),
-            self.minor_faults,
-            self.major_faults,
-            self.voluntary,
-            self.involuntary,
+            c.minor_faults,
+            c.major_faults,
+            c.voluntary,
+            c.involuntary,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThreadTimes;
+
+    #[test]
+    fn a_busy_span_is_mostly_on_cpu_and_prints_every_part() {
+        let start = ThreadTimes::now();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(30);
+        let mut x = 0u64;
+        while std::time::Instant::now() < deadline {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let span = ThreadTimes::now().since(&start);
+        assert!(span.wall_ns >= 30_000_000);
+        assert!(span.counters.cpu_ns > 0, "schedstat read: {span}");
+        let text = span.to_string();
+        for part in ["on CPU", "user", "system", "runnable", "neither", "minor", "voluntary and"] {
+            assert!(text.contains(part), "{text}");
+        }
     }
 }

@@ -218,14 +218,18 @@ pub(crate) fn pick(opts: &Options, core: &Core) -> Option<Compaction> {
     })
 }
 
+/// True if a running compaction holds `f`.
+fn busy(core: &Core, f: &FileMeta) -> bool {
+    core.running.iter().any(|r| r.files.contains(&f.number))
+}
+
 fn pick_level(opts: &Options, core: &Core, level: usize, output_level: usize) -> Option<Compaction> {
     let v = &core.version;
-    let busy = |f: &Arc<FileMeta>| core.running.iter().any(|r| r.files.contains(&f.number));
     if level == 0 {
         if core.running.iter().any(|r| r.from_l0) {
             return None;
         }
-        let inputs = v.levels.first()?.iter().filter(|f| !busy(f)).cloned().collect();
+        let inputs = v.levels.first()?.iter().filter(|f| !busy(core, f)).cloned().collect();
         return expand(core, level, output_level, inputs);
     }
     let files = v.levels.get(level)?;
@@ -246,7 +250,7 @@ fn pick_level(opts: &Options, core: &Core, level: usize, output_level: usize) ->
     order
         .into_iter()
         .filter_map(|i| files.get(i))
-        .filter(|f| !busy(f))
+        .filter(|f| !busy(core, f))
         .find_map(|f| expand(core, level, output_level, vec![f.clone()]))
 }
 
@@ -255,10 +259,9 @@ fn pick_level(opts: &Options, core: &Core, level: usize, output_level: usize) ->
 /// key range of `output_level`.
 fn expand(core: &Core, level: usize, output_level: usize, inputs: Vec<Arc<FileMeta>>) -> Option<Compaction> {
     let v = &core.version;
-    let busy = |f: &Arc<FileMeta>| core.running.iter().any(|r| r.files.contains(&f.number));
     let (lo, hi) = key_range(&inputs)?;
     let next_inputs = v.overlapping(output_level, &lo, &hi);
-    if next_inputs.iter().any(busy) {
+    if next_inputs.iter().any(|f| busy(core, f)) {
         return None;
     }
     let (lo, hi) = key_range(inputs.iter().chain(&next_inputs))?;
